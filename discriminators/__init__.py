@@ -1,0 +1,36 @@
+"""Discriminators shared by the generator families, by name.
+
+Every discriminator is called as ``D(image, mask, *extra_images)`` (zoo convention: image in [-1, 1],
+mask 1 = hole) and returns a logit tensor, or a tuple of logit tensors when it has several heads
+(global + local critics, MAT's stage-1 head). Factories accept ``image_size``: the trainer passes the size
+it trains at, which fixes the dense layers of critics that have them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+_DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_discriminator(name: str):
+    def wrap(fn):
+        _DISCRIMINATORS[name] = fn
+        return fn
+
+    return wrap
+
+
+def create_discriminator(name: str, **kwargs) -> nn.Module:
+    if name not in _DISCRIMINATORS:
+        raise KeyError(f"unknown discriminator {name!r}; known: {', '.join(sorted(_DISCRIMINATORS))}")
+    return _DISCRIMINATORS[name](**kwargs)
+
+
+def list_discriminators() -> list[str]:
+    return sorted(_DISCRIMINATORS)
+
+
+from discriminators import global_local, patchgan  # noqa: E402,F401  (register)

@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints their message on one line and exits non-zero."""
+
+
+class ZooError(Exception):
+    """Bad input from the user (path, image, mask, checkpoint, model name, config)."""
+
+
+class InputSizeError(ZooError, ValueError):
+    """An image or mask whose size the generator cannot take."""
+
+
+class MaskError(ZooError, ValueError):
+    """A mask that is not binary, has the wrong shape, or the wrong polarity."""
+
+
+class CheckpointError(ZooError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class WeightsNotFoundError(ZooError, FileNotFoundError):
+    """Pretrained feature-extractor weights that are not on this machine."""

@@ -1,0 +1,90 @@
+"""Gated convolution (DeepFill v2) and the plain conv + activation layer of DeepFill v1.
+
+A gated layer runs one convolution with twice the output width and returns
+``activation(features) * sigmoid(gate)``. Following the official code, a layer with 3 output channels or
+no activation is a plain convolution (the RGB heads). Parameters live under ``.conv`` as in the official
+ports, so converted state dicts map one to one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def tf_same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding (before, after) along one axis: the extra pixel goes after."""
+    effective = (kernel - 1) * dilation + 1
+    total = max((math.ceil(size / stride) - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+class GatedConv2d(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        activation: nn.Module | None = None,
+        gated: bool = True,
+        tf_padding: bool = False,
+    ):
+        super().__init__()
+        self.gated = gated and out_channels != 3 and activation is not None
+        self.activation = activation
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        # Symmetric zero padding by default; TF's asymmetric SAME padding for exact parity with TF weights.
+        self.tf_padding = tf_padding
+        padding = 0 if tf_padding else dilation * (kernel_size - 1) // 2
+        conv_out = 2 * out_channels if self.gated else out_channels
+        self.conv = nn.Conv2d(in_channels, conv_out, kernel_size, stride, padding, dilation)
+
+    def forward(self, x):
+        if self.tf_padding:
+            top, bottom = tf_same_padding(x.shape[-2], self.kernel_size, self.stride, self.dilation)
+            left, right = tf_same_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation)
+            x = F.pad(x, (left, right, top, bottom))
+        x = self.conv(x)
+        if self.gated:
+            features, gate = x.chunk(2, dim=1)
+            return self.activation(features) * gate.sigmoid()
+        return x if self.activation is None else self.activation(x)
+
+
+class UpConv2d(nn.Module):
+    """Nearest x2 up-sampling followed by a 3x3 convolution (DeepFill's ``*_upsample`` layers)."""
+
+    def __init__(self, in_channels: int, out_channels: int, align_corners: bool = False, **conv_kwargs):
+        super().__init__()
+        self.align_corners = align_corners
+        self.conv = GatedConv2d(in_channels, out_channels, 3, **conv_kwargs)
+
+    def forward(self, x):
+        return self.conv(upsample_nearest(x, 2, self.align_corners))
+
+
+def upsample_nearest(x, factor: int, align_corners: bool = False):
+    """Nearest resize by ``factor``; ``align_corners=True`` reproduces TF1's ``resize_nearest_neighbor``."""
+    if not align_corners:
+        return F.interpolate(x, scale_factor=factor, mode="nearest")
+    return resize_nearest_aligned(x, x.shape[-2] * factor, x.shape[-1] * factor)
+
+
+def resize_nearest_aligned(x, height: int, width: int):
+    """TF1 nearest resize with align_corners=True: source index round(i * (in - 1) / (out - 1)).
+
+    TF rounds halves away from zero, so floor(v + 0.5) rather than torch.round (half to even).
+    """
+
+    def index(n_in, n_out):
+        if n_out == 1:
+            return torch.zeros(1, dtype=torch.long, device=x.device)
+        scale = (n_in - 1) / (n_out - 1)
+        return torch.floor(torch.arange(n_out, device=x.device, dtype=torch.float64) * scale + 0.5).long()
+
+    return x[..., index(x.shape[-2], height), :][..., index(x.shape[-1], width)]

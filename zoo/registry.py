@@ -1,0 +1,149 @@
+"""Model registry: a preset names a generator factory and the recipe its paper trained it with.
+
+Families register presets with ``@register_model(...)`` on a small function that returns the generator,
+in the spirit of timm. The trainer reads everything it needs from ``get_preset(name).recipe``, so it has no
+family-specific branches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import ZooError
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One reconstruction / feature term of the generator loss, applied to one stage.
+
+    ``name`` is a key of ``losses.RECONSTRUCTION_LOSSES`` (``l1``, ``discounted_l1``, ``perceptual``,
+    ``style``); ``stage`` indexes ``InpaintOutput.stages`` (0 = coarse, -1 = final); ``on`` says whether the
+    term sees the raw prediction or the composite ``image * (1 - mask) + pred * mask``.
+    """
+
+    name: str
+    weight: float = 1.0
+    stage: int = -1
+    on: str = "raw"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdversarialSpec:
+    """How the discriminator is trained and how its verdict enters the generator loss.
+
+    ``loss``: ``hinge`` | ``wgan_gp`` | ``rals`` | ``lsgan`` | ``nonsaturating`` (see ``losses.adversarial``).
+    ``fake``: the discriminator sees the ``composite`` or the ``raw`` prediction.
+    ``stages``: stages handed to the discriminator, main head first; a discriminator with several heads
+    (MAT's) receives ``D(stage_a, mask, stage_b, ...)`` and returns one logit tensor per head.
+    """
+
+    loss: str = "hinge"
+    weight: float = 1.0
+    fake: str = "composite"
+    stages: tuple[int, ...] = (-1,)
+    d_steps: int = 1
+    gp_weight: float = 10.0
+    gp_hole_only: bool = False
+    r1_gamma: float = 0.0
+    r1_interval: int = 1
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything the trainer needs to train a preset the way its paper did."""
+
+    discriminator: str
+    losses: tuple[LossTerm, ...]
+    adversarial: AdversarialSpec = field(default_factory=AdversarialSpec)
+    discriminator_kwargs: dict = field(default_factory=dict)
+    optim_g: OptimSpec = field(default_factory=OptimSpec)
+    optim_d: OptimSpec = field(default_factory=OptimSpec)
+    batch_size: int = 16
+    masks: str = "free_form"
+    mask_kwargs: dict = field(default_factory=dict)
+    # EMA of G: half-life in thousands of images (StyleGAN2 convention), None = no EMA.
+    ema_kimg: float | None = None
+    # Optional ``fn(image, mask) -> dict`` of extra generator kwargs built per batch (e.g. a sketch).
+    condition: Callable[..., dict] | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    factory: Callable[..., nn.Module]
+    recipe: Recipe
+    native_size: int
+    size_multiple: int
+    num_stages: int
+    paper: str
+    width_arg: str = "cnum"
+    defaults: dict = field(default_factory=dict)
+    # Overrides that build a tiny version of the same architecture, and the size it runs at in tests.
+    tiny: dict = field(default_factory=dict)
+    tiny_size: int = 64
+    checkpoints: dict = field(default_factory=dict)
+    # ``fn(obj, path, model) -> state_dict`` mapping an official checkpoint onto this generator, or None.
+    # ``obj`` is ``torch.load(path, weights_only=True)``, or None when the file is not a torch file
+    # (e.g. a pickle), in which case the function reads ``path`` itself.
+    convert_checkpoint: Callable[[Any, Any, nn.Module], dict] | None = None
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_model(name: str, **preset_fields):
+    """Decorator registering ``fn(**overrides) -> generator`` as preset ``name``."""
+
+    def wrap(fn):
+        if name in _PRESETS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _PRESETS[name] = Preset(name=name, factory=fn, **preset_fields)
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise UnknownModelError(name) from None
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build the generator of preset ``name``; keyword overrides (e.g. ``cnum=8``) reach its factory."""
+    preset = get_preset(name)
+    model = preset.factory(**{**preset.defaults, **overrides})
+    model.zoo_name = name
+    return model
+
+
+def replace_recipe(recipe: Recipe, **changes) -> Recipe:
+    return dataclasses.replace(recipe, **changes)
+
+
+class UnknownModelError(ZooError, KeyError):
+    def __init__(self, name):
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self):
+        return f"unknown model {self.name!r}; registered models: {', '.join(list_models())}"
