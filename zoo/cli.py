@@ -1,4 +1,4 @@
-"""``zoo``: list, train, split, inpaint.
+"""``zoo``: list, train, split, inpaint, eval, compare.
 
 Bad input (paths, images, masks, checkpoints, model names, settings) ends with one ``error:`` line and
 exit status 2, never a traceback.
@@ -97,6 +97,63 @@ def cmd_inpaint(args) -> int:
     return 0
 
 
+def _evaluate(args, entries):
+    import torch
+
+    from trainers.evaluate import evaluate
+    from trainers.metrics import ALL_METRICS
+
+    metrics = ALL_METRICS if args.metrics is None else tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    return evaluate(entries, data=args.data, split=args.split, masks=args.masks, size=args.size, pairs=args.pairs,
+                    seed=args.seed, batch_size=args.batch_size, device=device, metrics=metrics,
+                    inception_weights=args.inception_weights, lpips_weights=args.lpips_weights,
+                    lpips_net=args.lpips_net, examples=args.examples, hole=args.hole)
+
+
+def cmd_eval(args) -> int:
+    from trainers.evaluate import Entry, default_out, eval_markdown, write_eval
+
+    entry = Entry(args.model, args.checkpoint, width=args.width)
+    ev = _evaluate(args, [entry])
+    out = write_eval(ev, args.out or default_out("eval", f"{entry.label}-{args.masks}-{args.size}"))
+    print(eval_markdown(ev, entry.label))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from trainers.evaluate import default_out, leaderboard_markdown, parse_entry, write_compare
+
+    ev = _evaluate(args, [parse_entry(text) for text in args.model])
+    out = write_compare(ev, args.out or default_out("compare", f"{args.masks}-{args.size}"))
+    print(leaderboard_markdown(ev).split("\n## By hole ratio")[0])
+    print(f"wrote {out}")
+    return 0
+
+
+def _evaluation_flags(p) -> None:
+    p.add_argument("--data", help="image folder, list file or split manifest (default: the embedded photos)")
+    p.add_argument("--split", default="test", help="split of a manifest to score (default test)")
+    p.add_argument("--masks", default="liu", help="protocol (liu, lama_thin, lama_medium, lama_thick, mat_small, "
+                   "mat_large), a folder of mask images, or a mask set written by tools/make_mask_set.py")
+    p.add_argument("--hole", choices=["white", "black"], default="white", help="colour of holes in mask files")
+    p.add_argument("--size", type=int, default=256, help="evaluation resolution (square centre crops)")
+    p.add_argument("--pairs", type=int, help="number of (image, mask) pairs (default: one per image; 12 on the "
+                   "embedded photos); with fewer images each serves a block of pairs, masks repeat cyclically")
+    p.add_argument("--seed", type=int, default=0, help="mask-set seed and model noise seed")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--metrics", help="comma-separated subset of l1,l1_hole,psnr,psnr_hole,ssim,ssim_hole,ms_ssim,"
+                   "lpips,lpips_hole,fid,kid,p_ids,u_ids (default: all)")
+    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights "
+                   "(weights-inception-2015-12-05-6726825d.pth; default: the torch hub cache)")
+    p.add_argument("--lpips-weights", metavar="PATH", help="LPIPS backbone weights (torchvision file, e.g. "
+                   "alexnet-owt-7be5be79.pth; default: the torch hub cache)")
+    p.add_argument("--lpips-net", choices=["alex", "vgg", "squeeze"], default="alex")
+    p.add_argument("--examples", type=int, default=4, help="example pairs per bucket in the image grids")
+    p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="GAN inpainting model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True)
     i.add_argument("--cpu", action="store_true")
     i.set_defaults(fn=cmd_inpaint)
+
+    e = sub.add_parser("eval", help="score one model (or baseline) on a fixed mask set, per hole-ratio bucket")
+    e.add_argument("--model", required=True, help="registered model, or a baseline: opencv_telea, opencv_ns")
+    e.add_argument("--checkpoint", help="zoo checkpoint (file or run directory) or official weights")
+    e.add_argument("--width", type=int, help="base width (cnum / dim) when the checkpoint does not record it")
+    e.add_argument("--out", help="output folder (default runs/eval-MODEL-MASKS-SIZE-TIMESTAMP)")
+    _evaluation_flags(e)
+    e.set_defaults(fn=cmd_eval)
+
+    c = sub.add_parser("compare", help="score several models on the same pairs: leaderboard, plot, image grid")
+    c.add_argument("--model", required=True, action="extend", nargs="+", metavar="ENTRY",
+                   help="NAME[,checkpoint=PATH][,label=TEXT][,width=W] (repeatable), e.g. "
+                   "deepfill_v2,checkpoint=runs/a opencv_telea opencv_ns")
+    c.add_argument("--out", help="output folder (default runs/compare-MASKS-SIZE-TIMESTAMP)")
+    _evaluation_flags(c)
+    c.set_defaults(fn=cmd_compare)
     return parser
 
 

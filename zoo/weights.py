@@ -17,6 +17,13 @@ from zoo.errors import WeightsNotFoundError
 KNOWN_WEIGHTS = {
     "vgg16": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
     "vgg19": ("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+    # Metrics: LPIPS backbones (torchvision files) and torch-fidelity's port of the TF FID Inception-v3.
+    "alexnet": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+    "squeezenet1_1": ("squeezenet1_1-b8a52dc0.pth",
+                      "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth"),
+    "inception_fid": ("weights-inception-2015-12-05-6726825d.pth",
+                      "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                      "weights-inception-2015-12-05-6726825d.pth"),
 }
 
 
