@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.masks import make_mask, mask_files, read_mask_file, touches_border
+from data.masks import MASK_EXTENSIONS, make_mask, read_mask_file, touches_border
 from zoo.errors import MaskError, ZooError
 
 FORMAT = "inpaint-zoo-masks/1"
@@ -167,7 +167,9 @@ def protocol_set(protocol: str, size: int, count: int | None = None, seed: int =
 def folder_set(folder, size: int, hole_value: str = "white", edges=DEFAULT_EDGES) -> MaskSet:
     """Every mask image under ``folder`` (sorted), resized (nearest) to ``size`` x ``size``."""
     root = Path(folder)
-    paths = mask_files(str(root))
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in MASK_EXTENSIONS and p.is_file())
+    if not paths:
+        raise ZooError(f"no mask images found in {root}")
 
     def load(k):
         return read_mask_file(paths[k], size, size, hole_value).astype(np.uint8)

@@ -141,7 +141,8 @@ def opencv_inpaint(image: torch.Tensor, mask: torch.Tensor, method: int) -> torc
 
     filled = []
     for img, hole in zip(image, mask):
-        rgb = np.ascontiguousarray(M.to_uint8(M.quantize(img)).permute(1, 2, 0).numpy())
+        known = img * (1 - hole)  # like every generator, the baseline never sees hole pixels
+        rgb = np.ascontiguousarray(M.to_uint8(M.quantize(known)).permute(1, 2, 0).numpy())
         hole8 = (hole[0].numpy() > 0.5).astype(np.uint8) * 255
         out = cv2.inpaint(rgb, hole8, BASELINE_RADIUS, method)
         filled.append(torch.from_numpy(out).permute(2, 0, 1).float() / 127.5 - 1)
