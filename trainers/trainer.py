@@ -7,6 +7,7 @@ generator step, EMA, log, samples, checkpoint. Everything family-specific comes 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -176,8 +177,12 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     def write_checkpoint():
         unwrapped_g = accelerator.unwrap_model(G)
         rng = gather_object([_rng_state()])
+        fingerprints = gather_object([fingerprint(unwrapped_g, accelerator.unwrap_model(D))])
         if main:
+            if len(set(fingerprints)) > 1:
+                warnings.warn(f"processes disagree on the weights at step {step}: {fingerprints}", stacklevel=1)
             state = {"model": cfg["model"], "config": cfg, "step": step, "batches": batches_done, "rng": rng,
+                     "process_fingerprints": fingerprints,
                      "G": unwrapped_g.state_dict(), "D": accelerator.unwrap_model(D).state_dict(),
                      "G_ema": G_ema.state_dict() if G_ema is not None else None,
                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
@@ -241,6 +246,15 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             print(f"warning: {skipped_total} unreadable image(s) were skipped; see the warnings above")
     accelerator.end_training()
     return run_dir
+
+
+def fingerprint(*models) -> str:
+    """SHA-1 of every parameter and buffer: equal on all processes when data-parallel training is in sync."""
+    digest = hashlib.sha1()
+    for model in models:
+        for tensor in model.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _flat(cfg, prefix=""):

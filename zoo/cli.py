@@ -85,8 +85,13 @@ def cmd_inpaint(args) -> int:
     if mask.shape != image.shape[:2]:
         raise ZooError(f"mask {args.mask} is {mask.shape[1]}x{mask.shape[0]} but image {args.image} is "
                        f"{image.shape[1]}x{image.shape[0]}")
-    if mask.sum() == 0:
-        raise ZooError(f"mask {args.mask} marks no hole (hole pixels are {args.hole}; see --hole)")
+    hole_ratio = float(mask.mean())
+    if hole_ratio in (0.0, 1.0):
+        raise ZooError(f"mask {args.mask} marks {'no' if hole_ratio == 0 else 'every'} pixel as hole "
+                       f"(holes are {args.hole} with --hole {args.hole}; is the polarity inverted?)")
+    if hole_ratio > 0.75:
+        print(f"warning: the mask covers {hole_ratio:.0%} of the image; if holes are black use --hole black",
+              file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
     result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None])
