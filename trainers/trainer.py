@@ -59,6 +59,13 @@ def _tracker(cfg) -> str | None:
     name = cfg["tracker"]
     if name in (None, "none", False):
         return None
+    if name not in ("wandb", "tensorboard"):
+        raise ZooError(f"unknown tracker {name!r}: use wandb, tensorboard or none")
+    if name == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ZooError("--tracker tensorboard needs TensorBoard: pip install 'inpaint-zoo[tensorboard]'") from None
     if name == "wandb" and not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")  # no key: write runs locally, `wandb sync` later
     return name
@@ -89,6 +96,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     else:  # the main process names the run (a timestamp), every process checks it is free
         name = cfg["out"] or f"runs/{cfg['model']}-{datetime.now():%Y%m%d-%H%M%S}"
         run_dir = check_new_run_dir(Path(broadcast_object_list([name])[0]))
+    accelerator.project_configuration.set_directories(str(run_dir))  # TensorBoard logs go to the run
 
     # ---- models, losses, optimisers (identical initial weights on every process) ----
     set_seed(cfg["seed"])
