@@ -150,3 +150,21 @@ def test_split_command_and_console_entry(tmp_path):
                          env={"PYTHONPATH": str(ROOT), "PATH": ""})
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
+
+
+def test_load_rebuilds_a_trained_width_from_the_checkpoint(tmp_path):
+    from trainers.config import resolve_config
+    from trainers.trainer import train
+
+    cfg = resolve_config("deepfill_v2", flags=dict(size=32, batch_size=2, max_steps=1, out=str(tmp_path / "r"),
+                                                   tracker="none", workers=0), width=8)
+    run = train(cfg)
+    ckpt = next((run / "checkpoints").glob("*.pt"))
+    model = zoo.load("deepfill_v2", checkpoint=ckpt)  # no width given: taken from the checkpoint
+    assert model.coarse.conv1.conv.out_channels == 8
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:20] = 1
+    assert zoo.inpaint(model, image, mask).shape == image.shape
+    with pytest.raises(zoo.ZooError, match="holds a deepfill_v2 model, not deepfill_v1"):
+        zoo.load("deepfill_v1", checkpoint=ckpt)
