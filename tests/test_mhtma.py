@@ -318,3 +318,33 @@ def test_a_few_training_steps_of_the_tiny_sketch_preset(tmp_path):
     sketch[..., 30, :] = 1
     result = zoo.inpaint(G, image, mask, sketch=sketch)
     assert torch.isfinite(result).all() and torch.equal(result * (1 - mask), image * (1 - mask))
+
+
+def test_cli_inpaint_takes_a_drawn_sketch(tmp_path, capsys):
+    from PIL import Image
+
+    from zoo.cli import main
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "image.png")
+    hole = np.zeros((48, 40), np.uint8)
+    hole[10:30, 8:32] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    paper = np.full((48, 40), 255, np.uint8)
+    paper[18:21, 2:38] = 0  # a dark 3-px stroke on white paper
+    Image.fromarray(paper).save(tmp_path / "sketch.png")
+    args = ["inpaint", "--image", str(tmp_path / "image.png"), "--mask", str(tmp_path / "mask.png"),
+            "--sketch", str(tmp_path / "sketch.png"), "--cpu"]
+    assert main([*args, "--model", "mhtma_sketch", "--out", str(tmp_path / "out.png")]) == 0
+    out = np.array(Image.open(tmp_path / "out.png"))
+    assert out.shape == (48, 40, 3)
+    assert np.array_equal(out[hole == 0], np.array(Image.open(tmp_path / "image.png"))[hole == 0])
+    capsys.readouterr()
+    for model in ("mhtma", "deepfill_v2"):  # models without a sketch input say so in one line
+        assert main([*args, "--model", model, "--out", str(tmp_path / f"{model}.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "sketch" in err and "\n" not in err
+    Image.fromarray(paper[:40]).save(tmp_path / "short.png")
+    args[args.index(str(tmp_path / "sketch.png"))] = str(tmp_path / "short.png")
+    assert main([*args, "--model", "mhtma_sketch", "--out", str(tmp_path / "x.png")]) == 2
+    assert "40x40" in capsys.readouterr().err
