@@ -174,10 +174,17 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
     def attention_weights(self, queries, keys, key_missing, tau) -> torch.Tensor:
         """Rows of A (N x rows x N_k) for one head; ``key_missing`` N x N_k, ``tau`` N."""
         missing = key_missing[:, None, :].bool()  # M' = 1 m^T, broadcast over the query rows
-        scores = queries @ keys.transpose(1, 2)  # Eq. 7: cosine similarities in [-1, 1]
+        # Eq. 7 (cosine similarities S) and the 1/tau of Eq. 9 in one product: scaling the queries is cheaper
+        # than scaling S and keeps one fewer score-sized tensor alive for the backward pass.
+        scores = (queries / tau.view(-1, 1, 1)) @ keys.transpose(1, 2)
         # Eq. 9, S' = (S / tau) (1 - M') + lambda M', written as a fill (identical for finite scores)
-        scores = (scores / tau.view(-1, 1, 1)).masked_fill(missing, self.masked_score)
-        weights = torch.softmax(scores.float(), dim=-1).masked_fill(missing, 0.0)  # Eq. 10 + safety net
+        weights = torch.softmax(scores.masked_fill(missing, self.masked_score).float(), dim=-1)  # Eq. 10
+        # Safety net A (1 - M'): valid logits are >= -1/tau >= -1/eps = -1000 and masked ones are lambda = -1e4,
+        # so in every row with a valid key the masked weights already underflow to exactly 0 in fp32 (for any
+        # tau above ~1.01e-4); only samples with no valid key at all need their rows zeroed.
+        has_valid = (~missing).any(dim=-1, keepdim=True)
+        if not bool(has_valid.all()):
+            weights = weights * has_valid
         return weights.to(queries.dtype)
 
     def fold(self, patches: torch.Tensor, size) -> torch.Tensor:
