@@ -44,22 +44,20 @@ class VGGFeatures(nn.Module):
         if network not in _BLOCK_CONVS:
             raise ValueError(f"network must be vgg16 or vgg19, got {network!r}")
         self.network, self.names = network, vgg_layer_names(network)
-        model = (vgg16 if network == "vgg16" else vgg19)(weights=None)
         filename, url = KNOWN_WEIGHTS[network]
         path = resolve_weights(filename, weights_path, url)
+        if path is None and not allow_random:
+            raise WeightsNotFoundError(missing_message(filename, url, "weights_path"))
+        with torch.random.fork_rng(devices=[]):  # seeded: a random extractor is the same in every run
+            torch.manual_seed(0)
+            model = (vgg16 if network == "vgg16" else vgg19)(weights=None)
         if path is not None:
             model.load_state_dict(load_state_dict(path))
             self.weights_source = str(path)
-        elif allow_random:
-            # Deterministic random init so that runs stay reproducible without the file.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model = (vgg16 if network == "vgg16" else vgg19)(weights=None)
+        else:
             self.weights_source = "random"
             warnings.warn(f"{missing_message(filename, url, 'weights_path')}; using a RANDOM {network}",
                           stacklevel=2)
-        else:
-            raise WeightsNotFoundError(missing_message(filename, url, "weights_path"))
         self.features = model.features.eval().requires_grad_(False)
         if normalize not in ("imagenet", "none"):
             raise ValueError("normalize must be 'imagenet' or 'none'")

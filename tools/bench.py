@@ -78,6 +78,8 @@ def main(argv=None):
     size = args.size or preset.native_size
     device = torch.device(args.device)
     overrides = {preset.width_arg: args.width} if args.width else {}
+    if preset.size_arg:  # a model with resolution-tied layers is built for the size it runs at
+        overrides[preset.size_arg] = size
     G = zoo.create_model(args.model, **overrides).to(device)
     n_params = sum(q.numel() for q in G.parameters())
     print(f"{args.model}: {n_params:,} generator parameters, {size}x{size}, {device}, "

@@ -140,6 +140,8 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
         cfg["size"] = DEMO_SIZE if demo else preset.native_size
     if cfg["batch_size"] is None:
         cfg["batch_size"] = DEMO_BATCH if demo else preset.recipe.batch_size
+    if preset.size_arg and preset.size_arg not in cfg["model_kwargs"]:
+        cfg["model_kwargs"] = {**cfg["model_kwargs"], preset.size_arg: cfg["size"]}
     if cfg["workers"] is None:
         cfg["workers"] = min(4, max(0, (os.cpu_count() or 2) // 2))
     if cfg["size"] % preset.size_multiple:

@@ -7,6 +7,7 @@ generator step, EMA, log, samples, checkpoint. Everything family-specific comes 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -58,6 +59,13 @@ def _tracker(cfg) -> str | None:
     name = cfg["tracker"]
     if name in (None, "none", False):
         return None
+    if name not in ("wandb", "tensorboard"):
+        raise ZooError(f"unknown tracker {name!r}: use wandb, tensorboard or none")
+    if name == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ZooError("--tracker tensorboard needs TensorBoard: pip install 'inpaint-zoo[tensorboard]'") from None
     if name == "wandb" and not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")  # no key: write runs locally, `wandb sync` later
     return name
@@ -88,6 +96,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     else:  # the main process names the run (a timestamp), every process checks it is free
         name = cfg["out"] or f"runs/{cfg['model']}-{datetime.now():%Y%m%d-%H%M%S}"
         run_dir = check_new_run_dir(Path(broadcast_object_list([name])[0]))
+    accelerator.project_configuration.set_directories(str(run_dir))  # TensorBoard logs go to the run
 
     # ---- models, losses, optimisers (identical initial weights on every process) ----
     set_seed(cfg["seed"])
@@ -176,8 +185,12 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     def write_checkpoint():
         unwrapped_g = accelerator.unwrap_model(G)
         rng = gather_object([_rng_state()])
+        fingerprints = gather_object([fingerprint(unwrapped_g, accelerator.unwrap_model(D))])
         if main:
+            if len(set(fingerprints)) > 1:
+                warnings.warn(f"processes disagree on the weights at step {step}: {fingerprints}", stacklevel=1)
             state = {"model": cfg["model"], "config": cfg, "step": step, "batches": batches_done, "rng": rng,
+                     "process_fingerprints": fingerprints,
                      "G": unwrapped_g.state_dict(), "D": accelerator.unwrap_model(D).state_dict(),
                      "G_ema": G_ema.state_dict() if G_ema is not None else None,
                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()}
@@ -241,6 +254,15 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             print(f"warning: {skipped_total} unreadable image(s) were skipped; see the warnings above")
     accelerator.end_training()
     return run_dir
+
+
+def fingerprint(*models) -> str:
+    """SHA-1 of every parameter and buffer: equal on all processes when data-parallel training is in sync."""
+    digest = hashlib.sha1()
+    for model in models:
+        for tensor in model.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _flat(cfg, prefix=""):

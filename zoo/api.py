@@ -7,15 +7,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.contract import check_binary_mask, check_inputs, composite
-from zoo.hub import load_generator_weights
+from zoo.hub import load_generator_weights, read_file, saved_model_kwargs
 from zoo.registry import create_model, get_preset
 
 
 def load(name: str, checkpoint=None, device="cpu", ema: bool = True, **overrides) -> nn.Module:
-    """Build preset ``name`` (widths may be overridden) and load ``checkpoint`` if given; eval mode."""
-    model = create_model(name, **overrides)
-    if checkpoint is not None:
-        load_generator_weights(model, checkpoint, name, ema=ema)
+    """Build preset ``name`` and load ``checkpoint`` if given; eval mode.
+
+    A zoo training checkpoint rebuilds the generator with the arguments it was trained with (width, size);
+    ``overrides`` win over those. The EMA generator is used when the checkpoint has one and ``ema``.
+    """
+    if checkpoint is None:
+        return create_model(name, **overrides).eval().to(device)
+    obj = read_file(checkpoint)
+    model = create_model(name, **{**saved_model_kwargs(obj), **overrides})
+    load_generator_weights(model, checkpoint, name, ema=ema, obj=obj)
     return model.eval().to(device)
 
 

@@ -67,6 +67,26 @@ def cmd_split(args) -> int:
     return 0
 
 
+def _sketch_conditioning(args, size, model) -> dict:
+    """``--sketch``: a line drawing (lines = the minority colour) for sketch-guided models, thinned to 1 px."""
+    if not args.sketch:
+        return {}
+    import inspect
+
+    from data.masks import read_mask_file
+    from zoo.mhtma import sketch_from_drawing
+
+    if "sketch" not in inspect.signature(model.forward).parameters:
+        raise ZooError(f"model {args.model} takes no sketch (sketch-guided models: mhtma_sketch)")
+    drawing = read_mask_file(args.sketch)
+    if drawing.shape != size:
+        raise ZooError(f"sketch {args.sketch} is {drawing.shape[1]}x{drawing.shape[0]} but image {args.image} is "
+                       f"{size[1]}x{size[0]}")
+    if drawing.mean() > 0.5:  # dark lines on white paper: the lines are the minority colour either way
+        drawing = 1 - drawing
+    return {"sketch": sketch_from_drawing(drawing)[None, None]}
+
+
 def cmd_inpaint(args) -> int:
     import numpy as np
     import torch
@@ -85,11 +105,17 @@ def cmd_inpaint(args) -> int:
     if mask.shape != image.shape[:2]:
         raise ZooError(f"mask {args.mask} is {mask.shape[1]}x{mask.shape[0]} but image {args.image} is "
                        f"{image.shape[1]}x{image.shape[0]}")
-    if mask.sum() == 0:
-        raise ZooError(f"mask {args.mask} marks no hole (hole pixels are {args.hole}; see --hole)")
+    hole_ratio = float(mask.mean())
+    if hole_ratio in (0.0, 1.0):
+        raise ZooError(f"mask {args.mask} marks {'no' if hole_ratio == 0 else 'every'} pixel as hole "
+                       f"(holes are {args.hole} with --hole {args.hole}; is the polarity inverted?)")
+    if hole_ratio > 0.75:
+        print(f"warning: the mask covers {hole_ratio:.0%} of the image; if holes are black use --hole black",
+              file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
-    result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None])
+    conditioning = _sketch_conditioning(args, image.shape[:2], model)
+    result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None], **conditioning)
     out = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(out)).save(args.out)
@@ -196,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--image", required=True)
     i.add_argument("--mask", required=True, help="mask image, same size as the image")
     i.add_argument("--hole", choices=["white", "black"], default="white", help="which colour marks holes")
+    i.add_argument("--sketch", help="line drawing, same size, for sketch-guided models (mhtma_sketch); "
+                   "lines inside the hole guide the fill")
     i.add_argument("--out", required=True)
     i.add_argument("--cpu", action="store_true")
     i.set_defaults(fn=cmd_inpaint)

@@ -46,10 +46,20 @@ def check_state_dict(model: nn.Module, state: dict, source: str) -> None:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
 
 
-def generator_state(path, model: nn.Module, name: str, ema: bool = True) -> dict:
-    """A state dict for ``model`` (preset ``name``) from the checkpoint file ``path``."""
-    obj = read_file(path)
-    if isinstance(obj, dict) and str(obj.get("format", "")).startswith("inpaint-zoo-checkpoint"):
+def is_zoo_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and str(obj.get("format", "")).startswith("inpaint-zoo-checkpoint")
+
+
+def saved_model_kwargs(obj) -> dict:
+    """The generator arguments a zoo training checkpoint was built with (widths, sizes), else {}."""
+    if is_zoo_checkpoint(obj):
+        return dict((obj.get("config") or {}).get("model_kwargs") or {})
+    return {}
+
+
+def generator_state(obj, path, model: nn.Module, name: str, ema: bool = True) -> dict:
+    """A state dict for ``model`` (preset ``name``) from ``obj``, the ``read_file`` of ``path``."""
+    if is_zoo_checkpoint(obj):
         if obj.get("model") not in (None, name):
             raise CheckpointError(f"{path} holds a {obj.get('model')} model, not {name}")
         return obj["G_ema"] if ema and obj.get("G_ema") is not None else obj["G"]
@@ -65,8 +75,9 @@ def generator_state(path, model: nn.Module, name: str, ema: bool = True) -> dict
     raise CheckpointError(f"{path} is not a checkpoint format that {name} understands")
 
 
-def load_generator_weights(model: nn.Module, path, name: str, ema: bool = True) -> nn.Module:
-    state = generator_state(path, model, name, ema=ema)
+def load_generator_weights(model: nn.Module, path, name: str, ema: bool = True, obj=None) -> nn.Module:
+    """Load ``path`` (already read as ``obj``, if given) into ``model``, strictly."""
+    state = generator_state(read_file(path) if obj is None else obj, path, model, name, ema=ema)
     check_state_dict(model, state, str(path))
     model.load_state_dict(state)
     return model

@@ -95,6 +95,9 @@ class Preset:
     # Overrides that build a tiny version of the same architecture, and the size it runs at in tests.
     tiny: dict = field(default_factory=dict)
     tiny_size: int = 64
+    # Factory keyword that must match the training size (layers tied to the resolution, e.g. RA's shared
+    # linear layers). The trainer config fills it from the training size unless it is set explicitly.
+    size_arg: str | None = None
     checkpoints: dict = field(default_factory=dict)
     # ``fn(obj, path, model) -> state_dict`` mapping an official checkpoint onto this generator, or None.
     # ``obj`` is ``torch.load(path, weights_only=True)``, or None when the file is not a torch file

@@ -1,0 +1,154 @@
+"""Image sources, split manifests, seeded masks, the deterministic sample stream, corrupt images."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import InpaintingStream, fixed_batch, list_images, make_mask, read_mask_file, read_split, write_split
+from data.images import default_images, resolve_source
+from data.masks import MASK_GENERATORS
+from zoo.errors import MaskError, ZooError
+
+
+def write_images(folder, n, size=40):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        sub = folder / ("nested" if i % 2 else "")
+        sub.mkdir(exist_ok=True)
+        path = sub / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size, size + 7, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_folder_is_listed_recursively_and_bad_paths_fail_clearly(tmp_path):
+    write_images(tmp_path / "imgs", 5)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    assert len(list_images(tmp_path / "imgs")) == 5
+    with pytest.raises(ZooError, match="does not exist"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZooError, match="no images found"):
+        list_images(tmp_path / "empty")
+
+
+def test_list_file_paths_are_relative_to_the_list(tmp_path):
+    paths = write_images(tmp_path / "imgs", 3)
+    (tmp_path / "train.txt").write_text("\n".join(str(p.relative_to(tmp_path)) for p in paths) + "\n")
+    assert list_images(tmp_path / "train.txt") == paths
+
+
+def test_split_manifest_is_deterministic_with_checksums(tmp_path):
+    write_images(tmp_path / "imgs", 20)
+    a = write_split(tmp_path / "imgs", tmp_path / "a.json", val=0.1, test=0.2, seed=3)
+    b = write_split(tmp_path / "imgs", tmp_path / "b.json", val=0.1, test=0.2, seed=3)
+    assert a["splits"] == b["splits"]
+    sizes = {k: len(v) for k, v in a["splits"].items()}
+    assert sizes == {"val": 2, "test": 4, "train": 14}
+    every = [e["path"] for v in a["splits"].values() for e in v]
+    assert len(set(every)) == 20  # disjoint and complete
+    assert all(len(e["sha256"]) == 64 for v in a["splits"].values() for e in v)
+    assert len(read_split(tmp_path / "a.json", "val", verify=True)) == 2
+    assert resolve_source(tmp_path / "a.json", "train") == read_split(tmp_path / "a.json", "train")
+    # a changed file no longer verifies
+    victim = read_split(tmp_path / "a.json", "val")[0]
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(victim)
+    with pytest.raises(ZooError, match="differs from the checksum"):
+        read_split(tmp_path / "a.json", "val", verify=True)
+    other = write_split(tmp_path / "imgs", tmp_path / "c.json", val=0.1, test=0.2, seed=4)
+    assert other["splits"]["val"] != a["splits"]["val"] or other["splits"]["test"] != a["splits"]["test"]
+    assert json.loads((tmp_path / "a.json").read_text())["format"] == "inpaint-zoo-split/1"
+
+
+def test_embedded_default_photos_are_bundled():
+    train, val = default_images("train"), default_images("val")
+    assert len(train) >= 10 and len(val) >= 2 and not set(train) & set(val)
+    assert all(p.is_file() for p in train + val)
+
+
+@pytest.mark.parametrize("name", sorted(set(MASK_GENERATORS) - {"files"}))
+def test_mask_generators_are_seeded_binary_and_nonempty(name):
+    a = make_mask(name, np.random.default_rng(5), 64, 48)
+    b = make_mask(name, np.random.default_rng(5), 64, 48)
+    c = make_mask(name, np.random.default_rng(6), 64, 48)
+    assert a.shape == (64, 48) and a.dtype == np.float32
+    assert set(np.unique(a)) <= {0.0, 1.0}
+    assert np.array_equal(a, b)
+    assert 0 < a.mean() < 1
+    assert not np.array_equal(a, c)
+
+
+def test_box_mask_is_a_rectangle_no_larger_than_half_the_side():
+    for seed in range(20):
+        m = make_mask("box", np.random.default_rng(seed), 256, 256)
+        ys, xs = np.nonzero(m)
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        assert m.sum() == h * w  # solid rectangle
+        assert 128 - 32 <= h <= 128 and 128 - 32 <= w <= 128
+
+
+def test_free_form_and_square_contains_a_96_pixel_square():
+    m = make_mask("free_form_and_square", np.random.default_rng(0), 256, 256)
+    found = any(m[y : y + 96, x : x + 96].all() for y in range(0, 161, 1) for x in range(0, 161, 8))
+    assert found
+
+
+def test_mask_files_polarity_and_resize(tmp_path):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:15] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    white = read_mask_file(tmp_path / "m.png")
+    assert white.sum() == 50
+    black = read_mask_file(tmp_path / "m.png", hole_value="black")
+    assert black.sum() == 600 - 50
+    assert read_mask_file(tmp_path / "m.png", 40, 60).sum() == 200
+    drawn = make_mask("files", np.random.default_rng(0), 40, 60, folder=str(tmp_path))
+    assert drawn.sum() == 200
+    (tmp_path / "broken.png").write_bytes(b"not png")
+    with pytest.raises(MaskError, match="cannot read mask"):
+        read_mask_file(tmp_path / "broken.png")
+
+
+def test_stream_is_a_pure_function_of_seed_and_index(tmp_path):
+    paths = write_images(tmp_path / "imgs", 3)
+    a = InpaintingStream(paths, 32, "box", seed=1)
+    b = InpaintingStream(paths, 32, "box", seed=1)
+    for k in (7, 0, 7, 5):  # any order, any instance
+        x, y = a[k], b[k]
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["mask"], y["mask"])
+    item = a[4]
+    assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (1, 32, 32)
+    assert item["image"].min() >= -1 and item["image"].max() <= 1
+    assert not torch.equal(a[4]["mask"], a[5]["mask"])
+    # every image appears once per epoch
+    firsts = {InpaintingStream(paths, 32, "box", seed=1, augment=False)._image_index(k)[0][k % 3] for k in range(3)}
+    assert firsts == {0, 1, 2}
+
+
+def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path):
+    paths = write_images(tmp_path / "imgs", 3)
+    paths[1].write_bytes(b"\x89PNG truncated")
+    stream = InpaintingStream(paths, 32, "box", seed=0)
+    skipped = 0
+    with pytest.warns(UserWarning, match="img1.png"):
+        for k in range(6):
+            skipped += stream[k]["skipped"]
+    assert skipped >= 2  # visited twice in two epochs, skipped both times
+    assert str(paths[1]) in stream.unreadable
+    for p in paths:
+        p.write_bytes(b"junk")
+    with pytest.raises(ZooError, match="none of the 3 images"):
+        InpaintingStream(paths, 32, "box", seed=0)[0]
+
+
+def test_fixed_batch_is_identical_between_calls(tmp_path):
+    paths = write_images(tmp_path / "imgs", 2)
+    a = fixed_batch(paths, 32, 3, "free_form", seed=0)
+    b = fixed_batch(paths, 32, 3, "free_form", seed=0)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert a["image"].shape == (3, 3, 32, 32)

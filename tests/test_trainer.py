@@ -1,0 +1,107 @@
+"""The trainer end to end on tiny DeepFill v2: run directory, exact resume, two CPU processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from trainers.checkpoint import list_checkpoints, read_checkpoint
+from trainers.config import resolve_config
+from trainers.trainer import train
+from zoo.errors import CheckpointError, ZooError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(out, **flags):
+    base = dict(size=32, batch_size=2, max_steps=4, out=str(out), tracker="none", workers=0)
+    base.update(flags)
+    return resolve_config("deepfill_v2", flags=base, width=8,
+                          sets=["log_every=1", "sample_every=2", "save_every=2", "ema_kimg=0.01"])
+
+
+def test_run_directory_holds_config_checkpoint_samples_and_metrics(tmp_path):
+    run = train(tiny_config(tmp_path / "run"))
+    assert (run / "config.yaml").is_file()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == "deepfill_v2" and saved["model_kwargs"]["cnum"] == 8
+    assert saved["recipe"]["adversarial"]["loss"] == "hinge"
+    assert [p.name for p in list_checkpoints(run)] == ["step_0000002.pt", "step_0000004.pt"]
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == ["step_0000002.png", "step_0000004.png"]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4]
+    assert {"G/l1/0", "G/l1/1", "G/adv", "D/loss", "G/loss"} <= set(lines[0])
+    state = read_checkpoint(run)
+    assert state["step"] == 4 and state["G_ema"] is not None and state["batches"] == 4
+    # the saved config reproduces the run's settings when passed back with --config
+    again = resolve_config(config_file=run / "config.yaml")
+    for key in ("model", "model_kwargs", "size", "batch_size", "recipe", "masks", "seed", "ema_kimg"):
+        assert again[key] == saved[key]
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tiny_config(tmp_path / "straight"))
+    half = train(tiny_config(tmp_path / "half", max_steps=2))
+    resumed = train(resume=str(half), max_steps=4)
+    assert resumed == half
+    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    assert a["step"] == b["step"] == 4
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+    assert a["opt_g"]["state"][0]["step"] == b["opt_g"]["state"][0]["step"]
+    for x, y in zip(a["opt_g"]["state"].values(), b["opt_g"]["state"].values()):
+        assert torch.equal(x["exp_avg"], y["exp_avg"])
+
+
+def test_existing_run_directory_and_corrupt_checkpoint_are_refused_without_damage(tmp_path):
+    run = train(tiny_config(tmp_path / "run", max_steps=2))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ZooError, match="already exists"):
+        train(tiny_config(run))
+    newest = list_checkpoints(run)[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # a truncated checkpoint
+    before[newest] = newest.read_bytes()
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(resume=str(run), max_steps=4)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from trainers import checkpoint as ckpt
+
+    run = train(tiny_config(tmp_path / "run", max_steps=2))
+    good = read_checkpoint(run)
+
+    def crash(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint({"step": 9}, run, 9)
+    assert read_checkpoint(run)["step"] == good["step"]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_stay_identical(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "zoo.cli", "train", "--model", "deepfill_v2", "--width", "8", "--size", "32",
+           "--batch-size", "2", "--max-steps", "3", "--out", str(tmp_path / "ddp"), "--tracker", "none",
+           "--workers", "0", "--cpu", "--set", "save_every=3", "--set", "log_every=1"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    state = read_checkpoint(tmp_path / "ddp")
+    fingerprints = state["process_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    # two processes consumed 3 batches each
+    assert state["batches"] == 3
