@@ -318,6 +318,18 @@ def test_inception_metrics_and_the_real_feature_cache(with_weights):
     assert 0 <= a["p_ids"] <= 100 and 0 <= a["u_ids"] <= 50
 
 
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_registered_preset_evaluates_at_its_tiny_width(name):
+    preset = zoo.get_preset(name)
+    torch.manual_seed(0)
+    ev = evaluate([Entry(name, overrides=dict(preset.tiny))], size=preset.tiny_size, pairs=2,
+                  metrics=("l1_hole", "psnr"), progress=False, log=lambda *_: None)
+    row = ev.results[name]["overall"]
+    assert row["n"] == 2 and math.isfinite(row["l1_hole"]) and math.isfinite(row["psnr"])
+    assert ev.models[name]["conditioning"] == (None if preset.recipe.condition is None
+                                               else preset.recipe.condition.__name__)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--model", "no_such_model"], "unknown model"),
     (["eval", "--model", "opencv_ns", "--masks", "nowhere"], "neither a protocol"),

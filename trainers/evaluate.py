@@ -11,7 +11,8 @@ mask ``k mod M`` (HINT's fixed pairing). With the embedded photos (no ``data``) 
 ``EMBEDDED_PAIRS`` pairs: the 2 held-out photos with 6 masks each.
 
 Models: a registered preset, loaded with ``zoo.load`` (widths from the training checkpoint's config, or
-given) and run through ``zoo.inpaint`` (padded to the size multiple, composited), or a classical baseline
+given) and run through ``zoo.inpaint`` (padded to the size multiple, composited; conditioned presets get
+their recipe's condition of the ground truth, e.g. mhtma_sketch its sketch), or a classical baseline
 from ``BASELINES`` (OpenCV Telea / Navier-Stokes), so every leaderboard has a floor. The baselines live in
 this table and not in ``zoo.registry``: they have no generator to train, no recipe and no discriminator,
 and the registry's contract tests treat every preset as a GAN.
@@ -110,25 +111,19 @@ def _checkpoint_file(path) -> Path:
 
 
 def load_model(entry: Entry, device="cpu") -> torch.nn.Module:
-    """``zoo.load`` with the widths a zoo training checkpoint records, then ``entry``'s own overrides."""
+    """``zoo.load`` (which rebuilds a zoo training checkpoint with its own widths), plus ``entry``'s width
+    and overrides, which win."""
     from zoo.api import load
-    from zoo.hub import read_file
     from zoo.registry import UnknownModelError, get_preset
 
     try:
         preset = get_preset(entry.name)
     except UnknownModelError as exc:
         raise ZooError(f"{exc}; baselines: {', '.join(BASELINES)}") from None
-    kwargs = {}
-    checkpoint = None
-    if entry.checkpoint is not None:
-        checkpoint = _checkpoint_file(entry.checkpoint)
-        obj = read_file(checkpoint)
-        if isinstance(obj, dict) and str(obj.get("format", "")).startswith("inpaint-zoo-checkpoint"):
-            kwargs = dict((obj.get("config") or {}).get("model_kwargs") or {})
+    kwargs = dict(entry.overrides)
     if entry.width is not None:
-        kwargs[preset.width_arg] = entry.width
-    kwargs.update(entry.overrides)
+        kwargs.setdefault(preset.width_arg, entry.width)
+    checkpoint = _checkpoint_file(entry.checkpoint) if entry.checkpoint is not None else None
     try:
         return load(entry.name, checkpoint, device=device, **kwargs)
     except TypeError as exc:
@@ -157,11 +152,16 @@ class Inpainter:
         if entry.name in BASELINES:
             if entry.checkpoint or entry.overrides or entry.width:
                 raise ZooError(f"{entry.name} is a classical baseline: it takes no checkpoint or settings")
-            self.model, self.parameters, self.kind = None, 0, "baseline"
+            self.model, self.parameters, self.kind, self.condition = None, 0, "baseline", None
         else:
+            from zoo.registry import get_preset
+
             self.model = load_model(entry, device)
             self.parameters = sum(p.numel() for p in self.model.parameters())
             self.kind = "model"
+            # Conditioned presets (mhtma_sketch) get what their recipe builds from the ground truth, as in
+            # their papers' evaluations (the sketch of the true image inside the hole).
+            self.condition = get_preset(entry.name).recipe.condition
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
         from zoo.api import inpaint
@@ -171,12 +171,14 @@ class Inpainter:
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            return inpaint(self.model, image, mask).cpu()
+            conditioning = self.condition(image, mask) if self.condition is not None else {}
+            return inpaint(self.model, image, mask, **conditioning).cpu()
 
     def describe(self) -> dict:
+        condition = self.condition
         return {"label": self.entry.label, "name": self.entry.name, "kind": self.kind,
                 "checkpoint": self.entry.checkpoint, "width": self.entry.width, "overrides": self.entry.overrides,
-                "parameters": self.parameters}
+                "parameters": self.parameters, "conditioning": None if condition is None else condition.__name__}
 
 
 def assign_labels(entries: list[Entry]) -> list[Entry]:
