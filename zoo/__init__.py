@@ -1,6 +1,7 @@
 """inpaint-zoo: GAN inpainting generators behind one registry and one tensor convention."""
 
 from zoo import deepfill  # noqa: F401  (registers the presets)
+from zoo import hint as _hint  # noqa: F401  (registers the preset)
 from zoo.api import inpaint, load
 from zoo.contract import InpaintOutput, composite, masked_input
 from zoo.errors import ZooError
