@@ -43,8 +43,8 @@ class EdgeConnectPatchGAN(nn.Module):
 
     Widths 64, 128, 256 (stride 2), 512, 1 (stride 1), padding 1, LeakyReLU 0.2 after the first four: a 30 x 30
     patch map at 256 x 256. It sees the RGB image only (the mask is ignored) and, like the official model,
-    images in [0, 1]: zoo images in [-1, 1] are mapped first, so the official weights would see what they were
-    trained on. ``use_sigmoid`` (official: on unless the GAN loss is hinge) squashes the output for LSGAN.
+    images in [0, 1]: zoo images in [-1, 1] are mapped first, so it computes the official function of its
+    weights. ``use_sigmoid`` (official: on unless the GAN loss is hinge) squashes the output for LSGAN.
     Convolution weights start from N(0, 0.02) as EdgeConnect's ``init_weights``.
     """
 
