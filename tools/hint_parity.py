@@ -6,7 +6,8 @@ The official checkout stays outside this repository; it needs ``einops`` importa
 folder to ``sys.path``). Its ``Downsample`` allocates with ``.cuda()``, which this script turns into a no-op on
 the CPU. Random weights are drawn for the official model (with non-trivial LayerNorm affines and temperatures),
 saved as an official ``{'iteration', 'generator'}`` file and loaded through ``zoo.load``; both models then
-complete the same image: the official one on its convention ([0, 1], holes white), ours on the zoo's.
+complete the same image: the official one on its convention ([0, 1], holes white), ours on the zoo's. The
+EdgeConnect discriminator is compared the same way (official spectral-norm buffers copied into ours).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+import discriminators  # noqa: E402
 import zoo  # noqa: E402
 
 
@@ -39,6 +41,7 @@ def main(argv=None):
     sys.path.insert(0, args.official)
     torch.Tensor.cuda = lambda self, *a, **k: self  # the official MPD hard-codes .cuda()
     from src.networks import HINT as OfficialHINT  # noqa: PLC0415
+    from src.networks import Discriminator as OfficialDiscriminator  # noqa: PLC0415
 
     torch.manual_seed(args.seed)
     official = OfficialHINT(dim=args.dim).eval()
@@ -71,6 +74,33 @@ def main(argv=None):
     print(f"HINT dim {args.dim} at {s}x{s}, {torch.get_num_threads()} threads: output range "
           f"[{reference.min():.4f}, {reference.max():.4f}], max |ours - official| = {diff.max():.3e}, "
           f"mean = {diff.mean():.3e}")
+    compare_discriminators(image01, OfficialDiscriminator)
+
+
+def compare_discriminators(image01, OfficialDiscriminator):
+    """The official D after a few training-mode calls (which move its power-iteration vectors), copied into
+    ours (``weight_orig / weight_u / weight_v`` -> parametrization names), both in eval mode."""
+    official = OfficialDiscriminator(in_channels=3, use_sigmoid=True)
+    with torch.no_grad():
+        for _ in range(3):
+            official(image01)
+    official.eval()
+    names = {"weight_orig": "parametrizations.weight.original", "weight_u": "parametrizations.weight.0._u",
+             "weight_v": "parametrizations.weight.0._v"}
+    state = {}
+    for key, value in official.state_dict().items():
+        if key.startswith("features."):
+            continue  # the same tensors as conv1 (``self.conv1 = self.features``)
+        prefix, _, leaf = key.rpartition(".")
+        state[f"{prefix}.{names[leaf]}"] = value
+    ours = discriminators.create_discriminator("patchgan_edgeconnect", in_channels=3, use_sigmoid=True)
+    ours.load_state_dict(state)
+    ours.eval()
+    with torch.no_grad():
+        reference = official(image01)[0]
+        mine = ours(image01 * 2 - 1, None)
+    print(f"EdgeConnect discriminator: output {tuple(mine.shape)}, max |ours - official| = "
+          f"{(mine - reference).abs().max():.3e}")
 
 
 if __name__ == "__main__":
