@@ -36,3 +36,36 @@ class SNPatchGAN(nn.Module):
 @register_discriminator("patchgan")
 def patchgan(**kwargs):
     return SNPatchGAN(**kwargs)
+
+
+class EdgeConnectPatchGAN(nn.Module):
+    """EdgeConnect's PatchGAN (HINT trains with it): five 4x4 spectral-normalised bias-free convolutions.
+
+    Widths 64, 128, 256 (stride 2), 512, 1 (stride 1), padding 1, LeakyReLU 0.2 after the first four: a 30 x 30
+    patch map at 256 x 256. It sees the RGB image only (the mask is ignored) and, like the official model,
+    images in [0, 1]: zoo images in [-1, 1] are mapped first, so it computes the official function of its
+    weights. ``use_sigmoid`` (official: on unless the GAN loss is hinge) squashes the output for LSGAN.
+    Convolution weights start from N(0, 0.02) as EdgeConnect's ``init_weights``.
+    """
+
+    def __init__(self, in_channels: int = 3, use_sigmoid: bool = True, **_):
+        super().__init__()
+        self.use_sigmoid = use_sigmoid
+        specs = [(in_channels, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 1), (512, 1, 1)]
+        for i, (cin, cout, stride) in enumerate(specs, start=1):
+            conv = nn.Conv2d(cin, cout, 4, stride, 1, bias=False)
+            nn.init.normal_(conv.weight, 0.0, 0.02)
+            layers = [spectral_norm(conv)]
+            if i < len(specs):
+                layers.append(nn.LeakyReLU(0.2))
+            self.add_module(f"conv{i}", nn.Sequential(*layers))
+
+    def forward(self, image, mask=None, *extra):
+        x = (image + 1) / 2
+        x = self.conv5(self.conv4(self.conv3(self.conv2(self.conv1(x)))))
+        return torch.sigmoid(x) if self.use_sigmoid else x
+
+
+@register_discriminator("patchgan_edgeconnect")
+def patchgan_edgeconnect(**kwargs):
+    return EdgeConnectPatchGAN(**kwargs)

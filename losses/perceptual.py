@@ -15,7 +15,7 @@ import warnings
 
 import torch
 from torch import nn
-from torchvision.models import vgg16, vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 from zoo.errors import WeightsNotFoundError
 from zoo.weights import KNOWN_WEIGHTS, load_state_dict, missing_message, resolve_weights
@@ -48,17 +48,23 @@ class VGGFeatures(nn.Module):
         path = resolve_weights(filename, weights_path, url)
         if path is None and not allow_random:
             raise WeightsNotFoundError(missing_message(filename, url, "weights_path"))
-        with torch.random.fork_rng(devices=[]):  # seeded: a random extractor is the same in every run
-            torch.manual_seed(0)
-            model = (vgg16 if network == "vgg16" else vgg19)(weights=None)
+        # Only the convolutional part: the classifier (~120M parameters) is never used.
+        features = make_layers(cfgs["D" if network == "vgg16" else "E"])
         if path is not None:
-            model.load_state_dict(load_state_dict(path))
+            state = load_state_dict(path)
+            features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
             self.weights_source = str(path)
         else:
             self.weights_source = "random"
             warnings.warn(f"{missing_message(filename, url, 'weights_path')}; using a RANDOM {network}",
                           stacklevel=2)
-        self.features = model.features.eval().requires_grad_(False)
+            with torch.random.fork_rng(devices=[]):  # seeded: a random extractor is the same in every run
+                torch.manual_seed(0)
+                for conv in features:
+                    if isinstance(conv, nn.Conv2d):  # torchvision's VGG initialisation
+                        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+                        nn.init.zeros_(conv.bias)
+        self.features = features.eval().requires_grad_(False)
         if normalize not in ("imagenet", "none"):
             raise ValueError("normalize must be 'imagenet' or 'none'")
         self.normalize = normalize
