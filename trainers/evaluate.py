@@ -287,7 +287,7 @@ def real_features(plan: Pairs, size: int, extractor: M.InceptionFeatures, batch_
     path = cache_dir() / "real_features" / f"{key}.npy"
     if path.is_file():
         try:
-            return np.load(path).astype(np.float64), True
+            return np.load(path), True
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
     chunks = []
@@ -297,9 +297,9 @@ def real_features(plan: Pairs, size: int, extractor: M.InceptionFeatures, batch_
     features = np.concatenate(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-    np.save(tmp, features.astype(np.float32))
+    np.save(tmp, features)
     os.replace(tmp, path)
-    return features.astype(np.float32).astype(np.float64), False  # the same values a cache hit gives
+    return features, False
 
 
 # ---------------------------------------------------------------- the evaluation loop

@@ -190,7 +190,7 @@ class InceptionFeatures:
     def __call__(self, image01: torch.Tensor) -> np.ndarray:
         device = next(self.model.parameters()).device
         (features,) = self.model(to_uint8(image01).to(device))
-        return features.double().cpu().numpy()
+        return features.float().cpu().numpy()  # float32 (what the network computes); metrics use float64
 
 
 def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float | None:
@@ -238,6 +238,7 @@ def inception_discriminative_scores(real: np.ndarray, fake: np.ndarray) -> tuple
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     if len(real) != len(fake):
         raise ValueError("P-IDS needs paired real and completed features")
     if len(real) < 1:
