@@ -134,3 +134,58 @@ def files(rng, height, width, folder=None, hole_value="white"):
         raise ZooError("mask generator 'files' needs a folder: --set mask_kwargs.folder=PATH")
     paths = mask_files(str(folder))
     return read_mask_file(paths[int(rng.integers(len(paths)))], height, width, hole_value)
+
+
+@register_mask("mat_random")
+def mat_random(rng, height, width, hole_range=(0.0, 1.0), counts=(5, 3, 9), native_size=512):
+    """MAT's training masks (``RandomMask``): the union of random rectangles (up to counts[0] boxes of at most
+    half the side, up to counts[1] of at most the side) and up to counts[2] - 1 brush strokes of 4-17 vertices,
+    12-48 px wide at ``native_size``; redrawn until the hole ratio lies strictly inside ``hole_range``.
+
+    The official counts are (5, 3, 9) at 512 and (4, 2, 8) at 256, each scaled by
+    min(hole_range[0] + hole_range[1], 1). Strokes are rasterised with OpenCV instead of PIL.
+    """
+    coef = min(hole_range[0] + hole_range[1], 1.0)
+    n_small, n_large, n_strokes = (int(c * coef) for c in counts)
+    scale = min(height, width) / native_size
+
+    def boxes(mask, tries, max_h, max_w):
+        for _ in range(int(rng.integers(tries)) if tries > 0 else 0):
+            h, w = int(rng.integers(max_h)), int(rng.integers(max_w))
+            y = int(rng.integers(-(h // 2), height - h + h // 2))
+            x = int(rng.integers(-(w // 2), width - w + w // 2))
+            mask[max(y, 0): min(y + h, height), max(x, 0): min(x + w, width)] = 1
+
+    def strokes(mask, tries):
+        radius = math.hypot(height, width) / 8
+        for _ in range(int(rng.integers(tries)) if tries > 0 else 0):
+            n = int(rng.integers(4, 18))
+            low = 2 * math.pi / 5 - rng.uniform(0, 2 * math.pi / 15)
+            high = 2 * math.pi / 5 + rng.uniform(0, 2 * math.pi / 15)
+            angles = [2 * math.pi - rng.uniform(low, high) if i % 2 == 0 else rng.uniform(low, high)
+                      for i in range(n)]
+            points = [(int(rng.integers(0, width)), int(rng.integers(0, height)))]
+            for angle in angles:
+                r = float(np.clip(rng.normal(radius, radius // 2), 0, 2 * radius))
+                points.append((int(np.clip(points[-1][0] + r * math.cos(angle), 0, width)),
+                               int(np.clip(points[-1][1] + r * math.sin(angle), 0, height))))
+            stroke = max(1, int(rng.uniform(12, 48) * scale))
+            for a, b in zip(points[:-1], points[1:]):
+                cv2.line(mask, a, b, 1, stroke)
+            for p in points:
+                cv2.circle(mask, p, stroke // 2, 1, -1)
+
+    while True:
+        mask = np.zeros((height, width), np.uint8)
+        boxes(mask, n_small, height // 2, width // 2)
+        boxes(mask, n_large, height, width)
+        brush = np.zeros((height, width), np.uint8)
+        strokes(brush, n_strokes)
+        if rng.random() > 0.5:
+            brush = brush[::-1]
+        if rng.random() > 0.5:
+            brush = brush[:, ::-1]
+        mask = np.maximum(mask, brush)
+        ratio = float(mask.mean())
+        if hole_range[0] < ratio < hole_range[1]:
+            return np.ascontiguousarray(mask, dtype=np.float32)

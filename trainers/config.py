@@ -142,8 +142,9 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
         cfg["batch_size"] = DEMO_BATCH if demo else preset.recipe.batch_size
     if cfg["workers"] is None:
         cfg["workers"] = min(4, max(0, (os.cpu_count() or 2) // 2))
-    if cfg["size"] % preset.size_multiple:
-        raise ZooError(f"--size {cfg['size']} is not a multiple of {preset.size_multiple}, which {name} needs")
+    multiple = preset.input_multiple(cfg["model_kwargs"])
+    if cfg["size"] % multiple:
+        raise ZooError(f"--size {cfg['size']} is not a multiple of {multiple}, which {name} needs")
     for key in ("max_steps", "batch_size", "size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ZooError(f"{key} must be a positive integer, got {cfg[key]!r}")

@@ -1,6 +1,6 @@
 """inpaint-zoo: GAN inpainting generators behind one registry and one tensor convention."""
 
-from zoo import deepfill  # noqa: F401  (registers the presets)
+from zoo import deepfill, mat  # noqa: F401  (registers the presets)
 from zoo.api import inpaint, load
 from zoo.contract import InpaintOutput, composite, masked_input
 from zoo.errors import ZooError
