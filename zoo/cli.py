@@ -89,6 +89,7 @@ def cmd_inpaint(args) -> int:
         raise ZooError(f"mask {args.mask} marks no hole (hole pixels are {args.hole}; see --hole)")
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
+    torch.manual_seed(args.seed)  # stochastic generators (MAT's latent): one seed, one variant
     result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None])
     out = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--hole", choices=["white", "black"], default="white", help="which colour marks holes")
     i.add_argument("--out", required=True)
     i.add_argument("--cpu", action="store_true")
+    i.add_argument("--seed", type=int, default=0, help="random seed: different seeds give different "
+                   "completions from stochastic models (MAT)")
     i.set_defaults(fn=cmd_inpaint)
     return parser
 

@@ -24,7 +24,12 @@ Randomness (all in ``forward`` keyword arguments): ``z`` (drawn when not given),
 ``'const'`` uses the ``noise_const`` buffers and fixed keep-maps drawn once from a fixed seed, so that the
 output depends only on ``z`` (the default in eval mode; the official code keeps its dropout random even in
 eval mode); ``'none'`` is ``'const'`` without per-layer noise. ``seed`` makes ``z`` and all random draws come
-from a private generator; ``keep_maps`` passes both keep-maps explicitly (to reproduce an official run).
+from a private generator; ``keep_maps`` passes both keep-maps explicitly (to reproduce an official run):
+(stage 1: N x dim x 16 x 16 in feature layout, stage 2: N x 512 x 16 x 16 at the build size; 0/1 values).
+
+Sizes: any H, W that are multiples of the build ``resolution``; larger inputs tile the constant noise (the
+official ``'const'`` mode fails there). Tiny test models set ``resolution=64, token_resolution=16`` and small
+widths: the same structure with a 16 x 16 token grid and a 4 x 4 bottleneck.
 """
 
 from __future__ import annotations
@@ -619,7 +624,9 @@ class MAT(nn.Module):
         known = 1 - mask
         image = masked_image * known  # holes are zero whatever the caller passed
         stage1, final = self.synthesis(image, known, ws, keep, noise_mode, generator)
-        if clamp if clamp is not None else not self.training:
+        if clamp is None:  # training losses see the linear output, as in the official training
+            clamp = not self.training
+        if clamp:
             stage1, final = stage1.clamp(-1, 1), final.clamp(-1, 1)
         return InpaintOutput(stages=(stage1, final))
 
