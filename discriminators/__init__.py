@@ -33,4 +33,4 @@ def list_discriminators() -> list[str]:
     return sorted(_DISCRIMINATORS)
 
 
-from discriminators import global_local, patchgan  # noqa: E402,F401  (register)
+from discriminators import global_local, patchgan, stylegan  # noqa: E402,F401  (register)

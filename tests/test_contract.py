@@ -94,7 +94,7 @@ def test_recipe_is_complete(name):
     assert all(-preset.num_stages <= s < preset.num_stages for s in recipe.adversarial.stages)
     assert recipe.optim_g.lr > 0 and recipe.optim_d.lr > 0 and recipe.adversarial.d_steps >= 1
     assert preset.native_size % preset.size_multiple == 0
-    assert preset.tiny_size % preset.size_multiple == 0
+    assert preset.tiny_size % preset.input_multiple(preset.tiny) == 0
     assert preset.width_arg in preset.defaults
     D = discriminators.create_discriminator(recipe.discriminator, image_size=preset.tiny_size,
                                             **recipe.discriminator_kwargs)
@@ -107,9 +107,10 @@ def test_recipe_is_complete(name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_inpaint_pads_any_size(name):
     preset, G = tiny(name)
-    if preset.size_multiple >= preset.tiny_size:
+    multiple = preset.input_multiple(preset.tiny)
+    if multiple >= preset.tiny_size:
         pytest.skip("only multiples of the tiny size are valid")
-    size = preset.tiny_size + preset.size_multiple // 2 + 1
+    size = preset.tiny_size + multiple // 2 + 1
     image, mask = random_batch(n=1, size=size)
     image = image[..., : size - 3]  # non-square and off-multiple in both sides
     mask = mask[..., : size - 3]

@@ -27,6 +27,7 @@ from accelerate import Accelerator  # noqa: E402
 import discriminators  # noqa: E402
 import zoo  # noqa: E402
 from losses import GeneratorLoss  # noqa: E402
+from trainers.config import parse_value  # noqa: E402
 from trainers.steps import GANSteps  # noqa: E402
 
 
@@ -63,6 +64,8 @@ def main(argv=None):
     p.add_argument("--model", required=True)
     p.add_argument("--size", type=int, default=None, help="default: the preset's native size")
     p.add_argument("--width", type=int, default=None, help="override the preset's width argument")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any generator argument, e.g. --set channel_max=32 (repeatable)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--forward-batch", type=int, default=1)
     p.add_argument("--train-batch", type=int, default=4)
@@ -78,6 +81,9 @@ def main(argv=None):
     size = args.size or preset.native_size
     device = torch.device(args.device)
     overrides = {preset.width_arg: args.width} if args.width else {}
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        overrides[key] = parse_value(value)
     if preset.size_arg:  # a model with resolution-tied layers is built for the size it runs at
         overrides[preset.size_arg] = size
     G = zoo.create_model(args.model, **overrides).to(device)

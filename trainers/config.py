@@ -136,16 +136,17 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
     for assignment in sets:
         apply_set(cfg, assignment)
     demo = cfg["data"] is None
-    if cfg["size"] is None:
-        cfg["size"] = DEMO_SIZE if demo else preset.native_size
+    multiple = preset.input_multiple(cfg["model_kwargs"])
+    if cfg["size"] is None:  # the demo size, rounded up to what the model takes (512 for MAT)
+        cfg["size"] = -(-DEMO_SIZE // multiple) * multiple if demo else preset.native_size
     if cfg["batch_size"] is None:
         cfg["batch_size"] = DEMO_BATCH if demo else preset.recipe.batch_size
     if preset.size_arg and preset.size_arg not in cfg["model_kwargs"]:
         cfg["model_kwargs"] = {**cfg["model_kwargs"], preset.size_arg: cfg["size"]}
     if cfg["workers"] is None:
         cfg["workers"] = min(4, max(0, (os.cpu_count() or 2) // 2))
-    if cfg["size"] % preset.size_multiple:
-        raise ZooError(f"--size {cfg['size']} is not a multiple of {preset.size_multiple}, which {name} needs")
+    if cfg["size"] % multiple:
+        raise ZooError(f"--size {cfg['size']} is not a multiple of {multiple}, which {name} needs")
     for key in ("max_steps", "batch_size", "size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ZooError(f"{key} must be a positive integer, got {cfg[key]!r}")

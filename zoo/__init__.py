@@ -1,6 +1,6 @@
 """inpaint-zoo: GAN inpainting generators behind one registry and one tensor convention."""
 
-from zoo import deepfill, hint, mhtma, ra  # noqa: F401  (importing a family registers its presets)
+from zoo import deepfill, hint, mat, mhtma, ra  # noqa: F401  (importing a family registers its presets)
 from zoo.api import inpaint, load
 from zoo.contract import InpaintOutput, composite, masked_input
 from zoo.errors import ZooError

@@ -41,7 +41,7 @@ def inpaint(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, **conditi
     """
     check_inputs(image, mask)
     check_binary_mask(mask)
-    multiple = get_preset(model.zoo_name).size_multiple
+    multiple = getattr(model, "zoo_size_multiple", None) or get_preset(model.zoo_name).size_multiple
     h, w = image.shape[-2:]
     pad_h, pad_w = -h % multiple, -w % multiple
     padded_mask = _pad(mask, pad_h, pad_w)  # reflected holes stay holes

@@ -115,6 +115,7 @@ def cmd_inpaint(args) -> int:
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
     conditioning = _sketch_conditioning(args, image.shape[:2], model)
+    torch.manual_seed(args.seed)  # stochastic generators (MAT's latent): one seed, one variant
     result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None], **conditioning)
     out = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "lines inside the hole guide the fill")
     i.add_argument("--out", required=True)
     i.add_argument("--cpu", action="store_true")
+    i.add_argument("--seed", type=int, default=0, help="random seed: different seeds give different "
+                   "completions from stochastic models (MAT)")
     i.set_defaults(fn=cmd_inpaint)
 
     e = sub.add_parser("eval", help="score one model (or baseline) on a fixed mask set, per hole-ratio bucket")

@@ -103,6 +103,16 @@ class Preset:
     # ``obj`` is ``torch.load(path, weights_only=True)``, or None when the file is not a torch file
     # (e.g. a pickle), in which case the function reads ``path`` itself.
     convert_checkpoint: Callable[[Any, Any, nn.Module], dict] | None = None
+    # A factory argument that sets the input size multiple instead of ``size_multiple``, for families whose
+    # structure depends on a build resolution (MAT: a tiny model built for 64 px takes multiples of 64).
+    size_multiple_arg: str | None = None
+
+    def input_multiple(self, overrides: dict | None = None) -> int:
+        """The size multiple a generator built with ``overrides`` (on top of the defaults) needs."""
+        kwargs = {**self.defaults, **(overrides or {})}
+        if self.size_multiple_arg and self.size_multiple_arg in kwargs:
+            return int(kwargs[self.size_multiple_arg])
+        return self.size_multiple
 
 
 _PRESETS: dict[str, Preset] = {}
@@ -136,6 +146,7 @@ def create_model(name: str, **overrides) -> nn.Module:
     preset = get_preset(name)
     model = preset.factory(**{**preset.defaults, **overrides})
     model.zoo_name = name
+    model.zoo_size_multiple = preset.input_multiple(overrides)
     return model
 
 
