@@ -777,26 +777,25 @@ PAPER = "Li et al., MAT: Mask-Aware Transformer for Large Hole Image Inpainting,
 G_RATIO, D_RATIO = 4 / 5, 16 / 17
 
 
-def mat_recipe() -> Recipe:
-    return Recipe(
-        discriminator="stylegan",
-        discriminator_kwargs=dict(mbstd_group_size=4),
-        losses=(
-            # VGG19 on the composited final image (conv4_4 x 1/4, conv5_4 x 1/2, L1), times pcp_ratio 0.1;
-            # the stage-1 output gets no perceptual term, only its discriminator head.
-            LossTerm("perceptual", 0.1, stage=-1, on="composite",
-                     kwargs=dict(network="vgg19", layers=("conv4_4", "conv5_4"), layer_weights=(0.25, 0.5),
-                                 normalize="imagenet")),
-        ),
-        adversarial=AdversarialSpec(loss="nonsaturating", weight=1.0, fake="composite", stages=(-1, 0),
-                                    r1_gamma=10.0, r1_interval=16),
-        optim_g=OptimSpec(lr=1e-3 * G_RATIO, betas=(0.0, 0.99**G_RATIO), eps=1e-8),
-        optim_d=OptimSpec(lr=1e-3 * D_RATIO, betas=(0.0, 0.99**D_RATIO), eps=1e-8),
-        batch_size=32,
-        # MAT's RandomMask with hole_range [0, 1]: its box and stroke counts follow the canvas (256 or 512).
-        masks="mat_large",
-        ema_kimg=10.0,
-    )
+RECIPE = Recipe(
+    discriminator="stylegan",
+    discriminator_kwargs=dict(mbstd_group_size=4),
+    losses=(
+        # VGG19 on the composited final image (conv4_4 x 1/4, conv5_4 x 1/2, L1), times pcp_ratio 0.1;
+        # the stage-1 output gets no perceptual term, only its discriminator head.
+        LossTerm("perceptual", 0.1, stage=-1, on="composite",
+                 kwargs=dict(network="vgg19", layers=("conv4_4", "conv5_4"), layer_weights=(0.25, 0.5),
+                             normalize="imagenet")),
+    ),
+    adversarial=AdversarialSpec(loss="nonsaturating", weight=1.0, fake="composite", stages=(-1, 0),
+                                r1_gamma=10.0, r1_interval=16),
+    optim_g=OptimSpec(lr=1e-3 * G_RATIO, betas=(0.0, 0.99**G_RATIO), eps=1e-8),
+    optim_d=OptimSpec(lr=1e-3 * D_RATIO, betas=(0.0, 0.99**D_RATIO), eps=1e-8),
+    batch_size=32,
+    # MAT's RandomMask with hole_range [0, 1]: its box and stroke counts follow the canvas (256 or 512).
+    masks="mat_large",
+    ema_kimg=10.0,
+)
 
 
 TINY = dict(resolution=64, token_resolution=16, dim=24, z_dim=32, w_dim=32, channel_max=32)
@@ -804,7 +803,7 @@ TINY = dict(resolution=64, token_resolution=16, dim=24, z_dim=32, w_dim=32, chan
 
 @register_model(
     "mat",
-    recipe=mat_recipe(),
+    recipe=RECIPE,
     native_size=512,
     size_multiple=512,
     size_multiple_arg="resolution",
@@ -829,7 +828,7 @@ def mat(**kwargs):
 
 @register_model(
     "mat_256",
-    recipe=mat_recipe(),
+    recipe=RECIPE,
     native_size=256,
     size_multiple=256,
     size_multiple_arg="resolution",
