@@ -344,8 +344,8 @@ def _map_official(state: dict, model: nn.Module, layout: str, path, bgr: bool, p
     if unexpected:
         problems.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
     if problems:
-        raise CheckpointError(f"{path} ({_LAYOUT_NAMES[layout]} layout) does not fit DeepFill v{model.version} with cnum="
-                              f"{model.cnum}: " + "; ".join(problems))
+        raise CheckpointError(f"{path} ({_LAYOUT_NAMES[layout]} layout) does not fit DeepFill "
+                              f"v{model.version} with cnum={model.cnum}: " + "; ".join(problems))
     converted["flag_tf_mode"] = torch.tensor(flags["tf_mode"])
     converted["flag_additive_patch_norm"] = torch.tensor(flags.get("patch_norm", "clamp") == "additive")
     return converted
