@@ -7,6 +7,11 @@ output; v2 uses gated convolutions, a tanh output and feeds stage 2 only the 3-c
 
 ``cnum`` is the official width argument (48 for v2, 32 for v1): the output count of the first convolution,
 which a gated layer splits into features and gates.
+
+Official weights load with ``zoo.load(name, checkpoint=PATH)`` (and ``zoo train --init-from PATH``): the
+presets' converters below read nipponjo's DeepFill v2 files and daa233's DeepFill v1 files, reorder
+BGR-trained layers so that callers always pass RGB, and switch the model to the padding and resizing the
+weights were trained with.
 """
 
 from __future__ import annotations
