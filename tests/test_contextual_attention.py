@@ -5,12 +5,24 @@ import torch.nn.functional as F
 from zoo.layers import ContextualAttention
 
 
-def official_scores(f_small, b_small, fuse):
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Many tiny blocks: one thread avoids thrashing on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def official_scores(f_small, b_small, fuse, norm="clamp"):
     """Scores as the official code builds them: conv2d with normalised patches, fusion by identity convs."""
     h, w = f_small.shape[-2:]
     hb, wb = b_small.shape[-2:]
     patches = F.unfold(b_small, 3, padding=1)[0].t().reshape(hb * wb, -1, 3, 3)
-    patches = patches / patches.flatten(1).norm(dim=1).clamp_min(1e-4).view(-1, 1, 1, 1)
+    if norm == "clamp":  # official TF, nipponjo
+        patches = patches / patches.flatten(1).norm(dim=1).clamp_min(1e-4).view(-1, 1, 1, 1)
+    else:  # daa233: sqrt(sum(w^2 + 1e-4))
+        patches = patches / torch.sqrt((patches**2 + 1e-4).sum(dim=(1, 2, 3), keepdim=True))
     y = F.conv2d(f_small, patches, padding=1)  # 1 x L x h x w
     if fuse:
         eye = torch.eye(3).view(1, 1, 3, 3)
@@ -23,13 +35,13 @@ def official_scores(f_small, b_small, fuse):
     return y.view(hb * wb, h * w).t()
 
 
-def official_attention(f, b, m, fuse=True, scale=10.0):
+def official_attention(f, b, m, fuse=True, scale=10.0, norm="clamp"):
     """The unchunked reference of the whole layer for one sample, written from the official steps."""
     raw = F.unfold(b, 4, padding=1, stride=2)[0]  # (C 16) x L
     f_small, b_small = F.interpolate(f, scale_factor=0.5), F.interpolate(b, scale_factor=0.5)
     m_small = F.interpolate(m, scale_factor=0.5)
     valid = F.unfold(m_small, 3, padding=1)[0].mean(0).eq(0).float()
-    y = official_scores(f_small, b_small, fuse) * valid
+    y = official_scores(f_small, b_small, fuse, norm) * valid
     y = torch.softmax(y * scale, dim=1) * valid
     out = F.conv_transpose2d(
         y.t().reshape(1, -1, *f_small.shape[-2:]), raw.t().reshape(-1, f.shape[1], 4, 4), stride=2, padding=1
@@ -48,6 +60,60 @@ def test_matches_official_steps(fuse, size):
     ref = official_attention(f, f, m, fuse=fuse)
     assert ours.shape == f.shape
     assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+
+
+def test_additive_patch_norm_matches_daa233():
+    torch.manual_seed(3)
+    f = torch.randn(1, 4, 16, 12) * 0.05  # small features: the additive epsilon changes the scores visibly
+    m = torch.zeros(1, 1, 16, 12)
+    m[..., 4:10, 2:8] = 1
+    ours, _ = ContextualAttention(patch_norm="additive", max_elements=40)(f, f, m)
+    ref = official_attention(f, f, m, norm="additive")
+    assert torch.allclose(ours, ref, atol=1e-6), (ours - ref).abs().max()
+    clamp = official_attention(f, f, m, norm="clamp")
+    assert not torch.allclose(ours, clamp, atol=1e-4)
+
+
+def test_mask_may_come_at_the_matching_resolution():
+    torch.manual_seed(4)
+    f = torch.randn(2, 3, 16, 16)
+    m = (torch.rand(2, 1, 16, 16) > 0.6).float()
+    layer = ContextualAttention()
+    a, _ = layer(f, f, m)
+    b, _ = layer(f, f, F.interpolate(m, size=(8, 8)))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="mask"):
+        layer(f, f, m[..., :5, :5])
+
+
+def test_blocks_bound_the_score_buffers(monkeypatch):
+    """No softmax sees more rows than one block; no raw score matrix more than a block and two image rows."""
+    torch.manual_seed(5)
+    f = torch.randn(1, 4, 48, 40)  # 24 x 20 positions, 480 background patches
+    m = torch.zeros(1, 1, 48, 40)
+    m[..., 10:30, 8:24] = 1
+    max_elements = 480 * 30  # 30 foreground rows per block
+    seen = {"softmax": 0, "matmul": 0}
+    softmax, matmul = torch.softmax, torch.Tensor.__matmul__
+
+    def spy_softmax(x, *args, **kwargs):
+        seen["softmax"] = max(seen["softmax"], x.shape[0])
+        return softmax(x, *args, **kwargs)
+
+    def spy_matmul(a, b):
+        out = matmul(a, b)
+        if out.dim() == 2 and out.shape[1] == 480:
+            seen["matmul"] = max(seen["matmul"], out.shape[0])
+        return out
+
+    monkeypatch.setattr(torch, "softmax", spy_softmax)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy_matmul)
+    chunked, _ = ContextualAttention(max_elements=max_elements)(f, f, m)
+    monkeypatch.undo()
+    assert seen["softmax"] == 30
+    assert 30 < seen["matmul"] <= 30 + 2 * 20 + 2
+    whole, _ = ContextualAttention(max_elements=10**9)(f, f, m)
+    assert torch.allclose(chunked, whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("fuse", [True, False])

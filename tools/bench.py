@@ -3,6 +3,11 @@
     python tools/bench.py --model deepfill_v2 --size 256
     python tools/bench.py --model mat --size 512 --device cuda --train-batch 4 --skip-train
 
+Peak memory of DeepFill's contextual attention at large sizes (one size per process, forward only; the
+O(side^4) attention makes 2048 take minutes on a CPU, so skip the warm-up run):
+
+    nice python tools/bench.py --model deepfill_v2 --size 2048 --skip-train --warmup 0 --repeats 1
+
 Reports median seconds over ``--repeats`` runs after one warm-up, and peak memory: resident set size on
 the CPU (process peak, so run one measurement per process for clean numbers: --skip-train /
 --skip-forward) or the allocator's peak on CUDA.
@@ -37,8 +42,9 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def timed(fn, device, repeats):
-    fn()  # warm-up
+def timed(fn, device, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -70,6 +76,7 @@ def main(argv=None):
     p.add_argument("--forward-batch", type=int, default=1)
     p.add_argument("--train-batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones")
     p.add_argument("--skip-forward", action="store_true")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--threads", type=int, default=None)
@@ -100,7 +107,7 @@ def main(argv=None):
             with torch.no_grad():
                 steps.generate(image, mask)
 
-        seconds = timed(forward, device, args.repeats)
+        seconds = timed(forward, device, args.repeats, args.warmup)
         print(f"forward  batch {args.forward_batch}: {seconds * 1000:9.1f} ms   peak {peak_memory_mb(device):8.0f} MiB")
 
     if not args.skip_train:
@@ -123,7 +130,7 @@ def main(argv=None):
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        seconds = timed(train_step, device, args.repeats)
+        seconds = timed(train_step, device, args.repeats, args.warmup)
         print(f"train    batch {args.train_batch}: {seconds * 1000:9.1f} ms   peak {peak_memory_mb(device):8.0f} MiB"
               f"   (1 D + 1 G update; the recipe has {recipe.adversarial.d_steps} D step(s) per G step)")
 

@@ -7,6 +7,11 @@ output; v2 uses gated convolutions, a tanh output and feeds stage 2 only the 3-c
 
 ``cnum`` is the official width argument (48 for v2, 32 for v1): the output count of the first convolution,
 which a gated layer splits into features and gates.
+
+Official weights load with ``zoo.load(name, checkpoint=PATH)`` (and ``zoo train --init-from PATH``): the
+presets' converters below read nipponjo's DeepFill v2 files and daa233's DeepFill v1 files, reorder
+BGR-trained layers so that callers always pass RGB, and switch the model to the padding and resizing the
+weights were trained with.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from torch import nn
 from torchvision.utils import flow_to_image
 
 from zoo.contract import InpaintOutput
+from zoo.errors import CheckpointError
 from zoo.layers import ContextualAttention, GatedConv2d, UpConv2d
+from zoo.layers.contextual_attention import PATCH_NORMS
 from zoo.layers.gated_conv import resize_nearest_aligned
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
 
@@ -98,13 +105,43 @@ class _Stack(nn.Module):
 
 
 class DeepFill(nn.Module):
-    def __init__(self, version: int = 2, cnum: int = 48, tf_mode: bool = False, attention_max_elements=2**25):
+    """DeepFill v1 / v2 generator. ``G(image * (1 - mask), mask)`` -> stages (coarse, fine), RGB in [-1, 1].
+
+    Behaviour switches (no effect on parameters):
+
+    * ``tf_mode``: TF SAME padding (asymmetric for stride 2) and TF1 align_corners nearest resizes, which
+      weights converted from the TF release need. Off: symmetric padding and PyTorch resizes (nipponjo's
+      ``networks.py``, daa233's port, and our own training).
+    * ``attention_fuse``: the diagonal score fusion of contextual attention (official: on; nipponjo's
+      ``networks_tf.py`` turns it off).
+    * ``mask_resize``: how the hole mask reaches contextual attention's matching resolution (1/8 of the
+      input): ``"stepwise"`` = to the attention features' size, then by the attention rate, as the official
+      graph; ``"direct"`` = from full resolution in one resize, as nipponjo's and daa233's ports. The two
+      differ only with ``tf_mode`` (align_corners resizes) or sizes that are not multiples of 8.
+    * ``patch_norm``: ``"clamp"`` (official) or ``"additive"`` (daa233's v1 port), see ContextualAttention.
+
+    ``tf_mode`` and ``patch_norm`` belong to the weights, so they are saved in the state dict (two flag
+    buffers) and set by ``load_state_dict``: a converted TF checkpoint, or a zoo checkpoint fine-tuned from
+    one, always runs the way its weights were trained. The attention options are settings of the model.
+    """
+
+    def __init__(
+        self,
+        version: int = 2,
+        cnum: int = 48,
+        tf_mode: bool = False,
+        attention_fuse: bool = True,
+        mask_resize: str = "stepwise",
+        patch_norm: str = "clamp",
+        attention_max_elements: int = 2**26,
+    ):
         super().__init__()
         if version not in (1, 2):
             raise ValueError("version must be 1 or 2")
-        self.version = version
+        if mask_resize not in ("stepwise", "direct"):
+            raise ValueError("mask_resize must be 'stepwise' or 'direct'")
+        self.version, self.cnum = version, cnum
         gated = version == 2
-        self.tf_mode = tf_mode  # TF SAME padding and align_corners resizes, for converted TF weights
         self.coarse = _Stack(COARSE_LAYERS, 5, cnum, gated, tf_mode)
         self.coarse.add_module(
             "conv17", GatedConv2d(self.coarse.out_channels, 3, 3, activation=None, tf_padding=tf_mode)
@@ -113,7 +150,7 @@ class DeepFill(nn.Module):
         self.conv_branch = _Stack(CONV_BRANCH, refine_in, cnum, gated, tf_mode)
         self.attention_in = _Stack(ATTENTION_BRANCH_IN, refine_in, cnum, gated, tf_mode, relu_layers={"pmconv6"})
         self.contextual_attention = ContextualAttention(
-            rate=2, softmax_scale=10.0, fuse=True, align_corners=tf_mode, max_elements=attention_max_elements
+            rate=2, softmax_scale=10.0, fuse=attention_fuse, max_elements=attention_max_elements
         )
         self.attention_out = _Stack(
             ATTENTION_BRANCH_OUT, self.attention_in.out_channels, cnum, gated, tf_mode
@@ -123,9 +160,53 @@ class DeepFill(nn.Module):
         self.decoder.add_module(
             "allconv17", GatedConv2d(self.decoder.out_channels, 3, 3, activation=None, tf_padding=tf_mode)
         )
+        self.mask_resize = mask_resize
+        self.register_buffer("flag_tf_mode", torch.tensor(False))
+        self.register_buffer("flag_additive_patch_norm", torch.tensor(False))
+        self.tf_mode, self.patch_norm = tf_mode, patch_norm
+        self.configure(tf_mode=tf_mode, patch_norm=patch_norm)
+
+    def configure(self, tf_mode: bool | None = None, patch_norm: str | None = None) -> DeepFill:
+        """Switch the weight-dependent behaviour (what a converter of official weights sets)."""
+        if patch_norm is not None and patch_norm not in PATCH_NORMS:
+            raise ValueError(f"patch_norm must be one of {PATCH_NORMS}")
+        # Python copies of the flag buffers, so that forward never reads a tensor (no device sync).
+        self.tf_mode = bool(tf_mode) if tf_mode is not None else self.tf_mode
+        self.patch_norm = patch_norm or self.patch_norm
+        self.flag_tf_mode.fill_(self.tf_mode)
+        self.flag_additive_patch_norm.fill_(self.patch_norm == "additive")
+        for module in self.modules():
+            if isinstance(module, GatedConv2d):
+                module.set_tf_padding(self.tf_mode)
+            elif isinstance(module, UpConv2d):
+                # nearest x2 up-sampling picks the same pixels with or without align_corners; set for clarity
+                module.align_corners = self.tf_mode
+        self.contextual_attention.align_corners = self.tf_mode
+        self.contextual_attention.patch_norm = self.patch_norm
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # behave as the loaded weights need
+        tf_mode, additive = state_dict.get(prefix + "flag_tf_mode"), state_dict.get(prefix + "flag_additive_patch_norm")
+        self.configure(tf_mode=None if tf_mode is None else bool(tf_mode),
+                       patch_norm=None if additive is None else ("additive" if bool(additive) else "clamp"))
+
+    @property
+    def attention_fuse(self) -> bool:
+        return self.contextual_attention.fuse
 
     def _to_rgb(self, x):
         return torch.tanh(x) if self.version == 2 else x.clamp(-1, 1)
+
+    def _attention_mask(self, mask, feature_size):
+        """The hole mask at the attention features' size ("stepwise") or already at half of it ("direct")."""
+        h, w = feature_size
+        if self.mask_resize == "direct":
+            h, w = h // self.contextual_attention.rate, w // self.contextual_attention.rate
+        if self.tf_mode:
+            return resize_nearest_aligned(mask, h, w)
+        return nn.functional.interpolate(mask, size=(h, w), mode="nearest")
 
     def forward(self, masked_image, mask) -> InpaintOutput:
         ones = torch.ones_like(mask)
@@ -136,11 +217,7 @@ class DeepFill(nn.Module):
         x = merged if self.version == 2 else torch.cat([merged, ones, mask], dim=1)
         conv_features = self.conv_branch(x)
         attention_features = self.attention_in(x)
-        size = attention_features.shape[-2:]
-        if self.tf_mode:
-            small_mask = resize_nearest_aligned(mask, *size)
-        else:
-            small_mask = nn.functional.interpolate(mask, size=size, mode="nearest")
+        small_mask = self._attention_mask(mask, attention_features.shape[-2:])
         attention_features, offsets = self.contextual_attention(attention_features, attention_features, small_mask)
         attention_features = self.attention_out(attention_features)
         x = self.decoder(torch.cat([conv_features, attention_features], dim=1))
@@ -154,6 +231,164 @@ def flow_image(offsets: torch.Tensor, size) -> torch.Tensor:
     flow = offsets.flip(1).float()  # torchvision wants (dx, dy)
     rgb = flow_to_image(flow).float() / 127.5 - 1
     return nn.functional.interpolate(rgb, size=tuple(size), mode="nearest")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Official checkpoints
+#
+# Our keys are "<group>.<official TF layer name>.conv[.conv].<weight|bias>", so every official layout maps by
+# layer name. DeepFill v2: nipponjo/deepfillv2-pytorch, a dict whose "G" is the generator state dict, in the
+# layout of networks_tf.py (TF layer names, the TF release converted: BGR, TF padding) or of networks.py
+# ("stage1."/"stage2." names, fine-tuned from those in nipponjo's RGB pipeline with PyTorch padding).
+# DeepFill v1: daa233/generative-inpainting-pytorch, "gen_*.pt" (a plain state dict, trained in PyTorch on
+# RGB) or "torch_model.p" (the TF v1 release converted, keys prefixed "netG.", BGR).
+
+# networks.py module of each official layer (reference/deepfill.md, appendix A)
+_NIPPONJO_PT_NAMES = {
+    "conv1": "stage1.conv1",
+    "conv2_downsample": "stage1.down_block1.conv1_downsample",
+    "conv3": "stage1.down_block1.conv2",
+    "conv4_downsample": "stage1.down_block2.conv1_downsample",
+    "conv5": "stage1.down_block2.conv2",
+    **{f"conv{i}{'_atrous' if 7 <= i <= 10 else ''}": f"stage1.conv_bn{i - 5}" for i in range(6, 13)},
+    "conv13_upsample": "stage1.up_block1.conv1_upsample",
+    "conv14": "stage1.up_block1.conv2",
+    "conv15_upsample": "stage1.up_block2.conv1_upsample",
+    "conv16": "stage1.up_block2.conv2",
+    "conv17": "stage1.conv_to_rgb",
+    "xconv1": "stage2.conv_conv1",
+    "xconv2_downsample": "stage2.conv_down_block1.conv1_downsample",
+    "xconv3": "stage2.conv_down_block1.conv2",
+    "xconv4_downsample": "stage2.conv_down_block2.conv1_downsample",
+    "xconv5": "stage2.conv_down_block2.conv2",
+    **{f"xconv{i}{'_atrous' if i >= 7 else ''}": f"stage2.conv_conv_bn{i - 5}" for i in range(6, 11)},
+    "pmconv1": "stage2.ca_conv1",
+    "pmconv2_downsample": "stage2.ca_down_block1.conv1_downsample",
+    "pmconv3": "stage2.ca_down_block1.conv2",
+    "pmconv4_downsample": "stage2.ca_down_block2.conv1_downsample",
+    "pmconv5": "stage2.ca_down_block2.conv2",
+    "pmconv6": "stage2.ca_conv_bn1",
+    "pmconv9": "stage2.ca_conv_bn4",
+    "pmconv10": "stage2.ca_conv_bn5",
+    "allconv11": "stage2.conv_bn6",
+    "allconv12": "stage2.conv_bn7",
+    "allconv13_upsample": "stage2.up_block1.conv1_upsample",
+    "allconv14": "stage2.up_block1.conv2",
+    "allconv15_upsample": "stage2.up_block2.conv1_upsample",
+    "allconv16": "stage2.up_block2.conv2",
+    "allconv17": "stage2.conv_to_rgb",
+}
+# Keys of the official layouts that carry nothing we need.
+_IGNORED_KEYS = {"stage2.contextual_attention.fuse_weight"}  # the constant 3x3 identity of the fusion
+# Layers that see the 3 image channels first, and the RGB heads (BGR <-> RGB flips).
+_IMAGE_INPUT_LAYERS = ("conv1", "xconv1", "pmconv1")
+_IMAGE_OUTPUT_LAYERS = ("conv17", "allconv17")
+_FLAGS = ("flag_tf_mode", "flag_additive_patch_norm")
+_LAYOUT_NAMES = {"nipponjo_tf": "nipponjo networks_tf.py", "nipponjo_pt": "nipponjo networks.py",
+                 "daa233": "daa233 generator"}
+
+
+def _official_key(our_key: str, layout: str) -> str:
+    group, layer, rest = our_key.split(".", 2)  # e.g. coarse, conv13_upsample, conv.conv.weight
+    if layout == "nipponjo_tf":
+        return f"{layer}.{rest}"
+    if layout == "nipponjo_pt":
+        return f"{_NIPPONJO_PT_NAMES[layer]}.{rest}"
+    # daa233: "coarse_generator." / "fine_generator.", the fine conv branch without its "x", up-sampling
+    # convs without "_upsample", no nested conv in the up-sampling layers.
+    stage = "coarse_generator" if group == "coarse" else "fine_generator"
+    name = layer.replace("_upsample", "")
+    if group == "conv_branch":
+        name = name[1:]
+    return f"{stage}.{name}.conv.{rest.rsplit('.', 1)[-1]}"
+
+
+def _bgr_to_rgb(key: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Reorder a BGR-trained layer so that the model takes and returns RGB (an exact permutation)."""
+    layer = key.split(".")[1]
+    if layer in _IMAGE_INPUT_LAYERS and key.endswith("weight"):
+        tensor = torch.cat([tensor[:, :3].flip(1), tensor[:, 3:]], dim=1)
+    if layer in _IMAGE_OUTPUT_LAYERS:
+        tensor = tensor.flip(0)
+    return tensor
+
+
+def _generator_dict(obj, path, what):
+    if isinstance(obj, dict) and isinstance(obj.get("G"), dict):
+        obj = obj["G"]  # nipponjo's files and training snapshots keep the generator under "G"
+    if obj is None:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file")
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a {what} checkpoint (a {type(obj).__name__}, not a state dict)")
+    return obj
+
+
+def _map_official(state: dict, model: nn.Module, layout: str, path, bgr: bool, prefix: str = "",
+                  ignore=lambda key: False, **flags) -> dict:
+    """Our state dict from an official one: every tensor by name, shapes checked, channels flipped if BGR."""
+    expected = {k: v for k, v in model.state_dict().items() if k not in _FLAGS}
+    converted, missing, wrong, used = {}, [], [], set()
+    for key, target in expected.items():
+        source = prefix + _official_key(key, layout)
+        if source not in state:
+            missing.append(source)
+            continue
+        used.add(source)
+        tensor = state[source]
+        if not torch.is_tensor(tensor) or tuple(tensor.shape) != tuple(target.shape):
+            shape = tuple(tensor.shape) if torch.is_tensor(tensor) else type(tensor).__name__
+            wrong.append(f"{source} {shape} (expected {tuple(target.shape)})")
+            continue
+        converted[key] = _bgr_to_rgb(key, tensor) if bgr else tensor
+    unexpected = [k for k in state if k not in used and k not in _IGNORED_KEYS and not ignore(k)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    if wrong:
+        problems.append(f"misshaped {wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+    if problems:
+        raise CheckpointError(f"{path} ({_LAYOUT_NAMES[layout]} layout) does not fit DeepFill "
+                              f"v{model.version} with cnum={model.cnum}: " + "; ".join(problems))
+    converted["flag_tf_mode"] = torch.tensor(flags["tf_mode"])
+    converted["flag_additive_patch_norm"] = torch.tensor(flags.get("patch_norm", "clamp") == "additive")
+    return converted
+
+
+def _looks_like_ours(state: dict) -> bool:
+    return any(k.split(".", 1)[0] in ("coarse", "conv_branch", "attention_in", "decoder") for k in state)
+
+
+def convert_deepfill_v2(obj, path, model: nn.Module) -> dict:
+    """nipponjo's states_tf_*.pth (TF release: BGR, TF padding) or states_pt_*.pth (RGB, PyTorch padding)."""
+    state = _generator_dict(obj, path, "DeepFill v2")
+    if _looks_like_ours(state):
+        return state  # our own layout with a problem: the loader names the keys that do not fit
+    if any(k.startswith(("stage1.", "stage2.")) for k in state):
+        # fine-tuned in nipponjo's PIL (RGB) pipeline with symmetric padding: no flip, no TF mode
+        return _map_official(state, model, "nipponjo_pt", path, bgr=False, tf_mode=False)
+    if "conv1.conv.weight" in state or "allconv17.conv.weight" in state:
+        # the TF release: trained on cv2 (BGR) images with TF padding and align_corners resizes
+        return _map_official(state, model, "nipponjo_tf", path, bgr=True, tf_mode=True)
+    raise CheckpointError(f"{path} is not a DeepFill v2 checkpoint (ours, or nipponjo's networks.py / "
+                          f"networks_tf.py layout); its first keys are {list(state)[:3]}")
+
+
+def convert_deepfill_v1(obj, path, model: nn.Module) -> dict:
+    """daa233's gen_*.pt (trained in PyTorch on RGB) or torch_model.p (the TF v1 release, BGR)."""
+    state = _generator_dict(obj, path, "DeepFill v1")
+    if _looks_like_ours(state):
+        return state
+    if any(k.startswith("netG.coarse_generator.") for k in state):
+        # torch_model.p: a whole daa233 trainer state; the TF weights need TF padding and the official norm
+        return _map_official(state, model, "daa233", path, bgr=True, prefix="netG.",
+                             ignore=lambda k: not k.startswith("netG."), tf_mode=True)
+    if any(k.startswith("coarse_generator.") for k in state):
+        # trained by daa233's port: symmetric padding, RGB, its sqrt(sum(w^2 + 1e-4)) patch normalisation
+        return _map_official(state, model, "daa233", path, bgr=False, tf_mode=False, patch_norm="additive")
+    raise CheckpointError(f"{path} is not a DeepFill v1 checkpoint (ours, or daa233's gen_*.pt / "
+                          f"torch_model.p layout); its first keys are {list(state)[:3]}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -210,6 +445,7 @@ V1_RECIPE = Recipe(
         "places2": "nipponjo/deepfillv2-pytorch states_pt_places2.pth / states_tf_places2.pth",
         "celebahq": "nipponjo/deepfillv2-pytorch states_pt_celebahq.pth / states_tf_celebahq.pth",
     },
+    convert_checkpoint=convert_deepfill_v2,
 )
 def deepfill_v2(**kwargs):
     return DeepFill(version=2, **kwargs)
@@ -225,7 +461,11 @@ def deepfill_v2(**kwargs):
     width_arg="cnum",
     defaults=dict(cnum=32),
     tiny=dict(cnum=8),
-    checkpoints={"imagenet": "daa233/generative-inpainting-pytorch gen_00430000.pt"},
+    checkpoints={
+        "imagenet": "daa233/generative-inpainting-pytorch gen_00430000.pt",
+        "imagenet_tf": "daa233/generative-inpainting-pytorch torch_model.p (TF v1 release, converted)",
+    },
+    convert_checkpoint=convert_deepfill_v1,
 )
 def deepfill_v1(**kwargs):
     return DeepFill(version=1, **kwargs)

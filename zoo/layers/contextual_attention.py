@@ -1,4 +1,4 @@
-"""Contextual attention (Yu et al., CVPR 2018), computed in chunks of foreground positions.
+"""Contextual attention (Yu et al., CVPR 2018), computed in blocks of foreground positions.
 
 For every foreground position the layer scores all background patches by cosine-like similarity
 (foreground raw, background patch L2-normalised), fuses the scores along diagonals so that neighbouring
@@ -6,9 +6,10 @@ positions prefer coherent shifts, drops background patches that touch the hole, 
 10, and pastes the weighted full-resolution background patches back (a transposed convolution).
 
 The official code builds the whole (foreground x background) score volume, whose size grows with the 4th
-power of the image side. Here the score rows are produced for a block of foreground positions at a time,
-together with the few neighbouring rows the fusion needs, so peak memory is bounded by ``max_elements``
-while the result equals the one-block computation.
+power of the image side (24 GB at 1080p, JiahuiYu/generative_inpainting#144). Here the score rows are
+produced for a block of foreground positions at a time, together with the few neighbouring rows the
+fusion needs, so the score buffers stay near ``max_elements`` floats while the result equals the
+one-block computation.
 
 Fusion follows the official implementation exactly: an identity 3x3 convolution over the score matrix
 laid out as a (foreground x background) image, first with both axes in row-major order, then with both
@@ -23,8 +24,16 @@ from torch import nn
 
 from zoo.layers.gated_conv import resize_nearest_aligned
 
+PATCH_NORMS = ("clamp", "additive")
+
 
 class ContextualAttention(nn.Module):
+    """``patch_norm``: how matching patches are normalised. ``"clamp"`` divides by max(||w||, 1e-4) as the
+    official TF code and nipponjo's ports do; ``"additive"`` divides by sqrt(sum(w^2 + 1e-4)) as daa233's
+    DeepFill v1 port (whose trained weights expect it). ``align_corners``: TF1-style nearest down-scaling
+    (for converted TF weights) instead of PyTorch's.
+    """
+
     def __init__(
         self,
         patch_size: int = 3,
@@ -33,143 +42,165 @@ class ContextualAttention(nn.Module):
         fuse: bool = True,
         fuse_k: int = 3,
         align_corners: bool = False,
-        max_elements: int = 2**25,
+        patch_norm: str = "clamp",
+        max_elements: int = 2**26,
     ):
         super().__init__()
         if patch_size % 2 != 1:
             raise ValueError("patch_size must be odd")
         if rate != 2:
             raise ValueError("only rate 2 (both DeepFill versions) is implemented")
+        if fuse_k != 3:
+            raise ValueError("only fuse_k 3 (both DeepFill versions) is implemented")
+        if patch_norm not in PATCH_NORMS:
+            raise ValueError(f"patch_norm must be one of {PATCH_NORMS}")
         self.patch_size, self.rate, self.softmax_scale = patch_size, rate, softmax_scale
         self.fuse, self.fuse_k = fuse, fuse_k
         self.align_corners = align_corners
-        # Upper bound on score-matrix entries held at once per block (2**25 floats = 128 MiB).
+        self.patch_norm = patch_norm
+        # Score-matrix entries per block of foreground rows (2**26 floats = 256 MiB). The fusion holds about
+        # three buffers of (block + 2 image rows) x background entries, so peak memory is a few times this.
         self.max_elements = max_elements
 
     def extra_repr(self):
-        return f"patch_size={self.patch_size}, rate={self.rate}, softmax_scale={self.softmax_scale}, fuse={self.fuse}"
+        return (f"patch_size={self.patch_size}, rate={self.rate}, softmax_scale={self.softmax_scale}, "
+                f"fuse={self.fuse}, align_corners={self.align_corners}, patch_norm={self.patch_norm}")
 
-    def _downscale(self, x):
-        h, w = x.shape[-2] // self.rate, x.shape[-1] // self.rate
+    def _resize(self, x, h, w):
         if self.align_corners:
             return resize_nearest_aligned(x, h, w)
         return F.interpolate(x, size=(h, w), mode="nearest")
 
     def forward(self, foreground, background, mask):
-        """``foreground``, ``background``: N x C x H x W features; ``mask``: N x 1 x H x W, 1 = hole.
+        """``foreground``, ``background``: N x C x H x W features; ``mask`` (1 = hole): N x 1 x H x W, or
+        already at the matching resolution N x 1 x H/rate x W/rate (then it is used as given).
 
         Returns the attended features (N x C x H x W) and the offset of each position's best-matching
         background patch (N x 2 x H/rate x W/rate, (dy, dx) in down-scaled pixels) for visualisation.
         """
+        if foreground.shape != background.shape:
+            raise ValueError("foreground and background features must have the same shape (DeepFill uses x, x)")
+        height, width = background.shape[-2:]
+        if height % self.rate or width % self.rate:
+            raise ValueError(f"feature size {height}x{width} must be divisible by rate {self.rate}")
+        h, w = height // self.rate, width // self.rate
+        if mask.shape[-2:] == (h, w):
+            small_mask = mask
+        elif mask.shape[-2:] == (height, width):
+            small_mask = self._resize(mask, h, w)
+        else:
+            raise ValueError(f"mask of size {tuple(mask.shape[-2:])} fits neither {height}x{width} nor {h}x{w}")
+        f_small, b_small = self._resize(foreground, h, w), self._resize(background, h, w)
         outputs, offsets = [], []
-        for f, b, m in zip(foreground, background, mask):
-            out, offset = self._attend_one(f[None], b[None], m[None])
+        for i in range(background.shape[0]):
+            out, offset = self._attend_one(f_small[i : i + 1], b_small[i : i + 1], background[i : i + 1],
+                                           small_mask[i : i + 1])
             outputs.append(out)
             offsets.append(offset)
         return torch.cat(outputs), torch.stack(offsets)
 
-    def _attend_one(self, f, b, m):
+    def _attend_one(self, f_small, b_small, b, m_small):
         rate, k = self.rate, self.patch_size
         height, width = b.shape[-2:]
-        # Full-resolution 4x4 background patches, stride 2 (TF SAME pads 1 on each side): (C * 16) x L.
-        raw_patches = F.unfold(b, 2 * rate, padding=1, stride=rate)
-
-        f_small, b_small, m_small = self._downscale(f), self._downscale(b), self._downscale(m)
         h, w = f_small.shape[-2:]
-        hb, wb = b_small.shape[-2:]
+        # Full-resolution 4x4 background patches, stride 2 (TF SAME pads 1 on each side): (C * 16) x L.
+        raw_patches = F.unfold(b, 2 * rate, padding=1, stride=rate)[0]
         pad = k // 2
         match = F.unfold(b_small, k, padding=pad)[0]  # (C k k) x L
-        match = match / match.norm(dim=0, keepdim=True).clamp_min(1e-4)
+        if self.patch_norm == "clamp":
+            match = match / match.norm(dim=0, keepdim=True).clamp_min(1e-4)
+        else:
+            match = match / (match.square() + 1e-4).sum(dim=0, keepdim=True).sqrt()
         queries = F.unfold(f_small, k, padding=pad)[0]  # (C k k) x P
         # A background patch is usable only if none of its pixels lies in the hole.
-        valid = F.unfold(m_small, k, padding=pad)[0].mean(dim=0).eq(0).to(f.dtype)  # L
-        positions, patches = h * w, hb * wb
-        if raw_patches.shape[-1] != patches:
-            raise ValueError(f"feature size {height}x{width} must be divisible by rate {rate}")
+        valid = F.unfold(m_small, k, padding=pad)[0].mean(dim=0).eq(0).to(b.dtype)  # L
+        positions, patches = h * w, h * w
 
-        fusion = _Fusion(h, w, hb, wb, f.device) if self.fuse else None
+        def scores_of(rows):
+            return queries[:, rows].t() @ match
+
         rows_per_block = max(1, self.max_elements // patches)
-        cols = torch.empty(positions, raw_patches.shape[1], device=f.device, dtype=f.dtype)
-        best = torch.empty(positions, dtype=torch.long, device=f.device)
+        cols = torch.empty(positions, raw_patches.shape[0], device=b.device, dtype=b.dtype)
+        best = torch.empty(positions, dtype=torch.long, device=b.device)
         for start in range(0, positions, rows_per_block):
-            rows = torch.arange(start, min(start + rows_per_block, positions), device=f.device)
-            if fusion is None:
-                scores = queries[:, rows].t() @ match
-            else:
-                scores = fusion.fused_rows(rows, lambda r: queries[:, r].t() @ match)
-            scores = scores * valid
-            attention = torch.softmax(scores * self.softmax_scale, dim=1) * valid
-            cols[rows] = attention @ raw_patches[0].t()
-            best[rows] = attention.argmax(dim=1)
+            rows = torch.arange(start, min(start + rows_per_block, positions), device=b.device)
+            scores = _fused_scores(rows, scores_of, h, w) if self.fuse else scores_of(rows)
+            scores.mul_(valid).mul_(self.softmax_scale)
+            attention = torch.softmax(scores, dim=1)
+            del scores
+            # in place unless autograd needs the softmax output for its backward pass
+            attention = attention.mul_(valid) if not attention.requires_grad else attention * valid
+            cols[start : start + len(rows)] = attention @ raw_patches.t()
+            best[start : start + len(rows)] = attention.argmax(dim=1)
+            del attention
 
         # Overlap-add of the pasted patches = the official transposed convolution, divided by 4 as there.
         out = F.fold(cols.t()[None], (height, width), 2 * rate, padding=1, stride=rate) / 4.0
-        own = torch.arange(positions, device=f.device)
-        offset = torch.stack([best // wb - own // w, best % wb - own % w]).view(2, h, w)
+        own = torch.arange(positions, device=b.device)
+        offset = torch.stack([best // w - own // w, best % w - own % w]).view(2, h, w)
         return out, offset
 
 
-class _Fusion:
-    """Index arithmetic for the official two-pass diagonal score fusion, restricted to a block of rows."""
+# ---------------------------------------------------------------------------------------------------------
+# The official two-pass diagonal score fusion, restricted to a block of foreground rows.
+#
+# With positions p (foreground) and l (background) both flattened, pass 1 (row-major) is
+#   F1[p, l] = S[p-1, l-1] + S[p, l] + S[p+1, l+1]
+# and pass 2 the same in column-major order of both axes. A term is zero when either index leaves the
+# range (the zero padding of the official convolution). Both foreground and background grids are h x w.
 
-    def __init__(self, h, w, hb, wb, device):
-        self.h, self.w, self.hb, self.wb = h, w, hb, wb
-        self.positions, self.patches = h * w, hb * wb
-        self.device = device
-        fg = torch.arange(self.positions, device=device)
-        bg = torch.arange(self.patches, device=device)
-        # column-major index of a row-major index, and back; for foreground (f) and background (b).
-        self.f_rm_to_cm = (fg % w) * h + fg // w
-        self.f_cm_to_rm = (fg % h) * w + fg // h
-        self.b_rm_to_cm = (bg % wb) * hb + bg // wb
-        self.b_cm_to_rm = (bg % hb) * wb + bg // hb
 
-    def _neighbours(self, rows, order):
-        """Rows at flattened distance -1, 0, +1 in ``order`` ('rm' or 'cm'), -1 where out of range."""
+def _neighbours(rows, h, w, order):
+    """Row-major ids at flattened distance -1, 0, +1 in ``order`` ("rm" or "cm"); -1 where out of range."""
+    positions = h * w
+    if order == "rm":
+        return [torch.where((r >= 0) & (r < positions), r, -1) for r in (rows - 1, rows, rows + 1)]
+    cm = (rows % w) * h + rows // w
+    out = []
+    for d in (-1, 0, 1):
+        c = cm + d
+        rm = (c % h) * w + c // h
+        out.append(torch.where((c >= 0) & (c < positions), rm, -1))
+    return out
+
+
+def _diagonal_sum(values, lookup, neighbour_rows, h, w, order):
+    """Sum over d in (-1, 0, 1) of values[row at distance d], its columns shifted by d in ``order``."""
+    total = values.index_select(0, lookup[neighbour_rows[1]])
+    for d in (-1, 1):
+        rows = neighbour_rows[d + 1]
+        picked = values.index_select(0, lookup[rows.clamp_min(0)].clamp_min(0))
+        picked[rows < 0] = 0
+        # total[:, l] += picked[:, l + d] in the flattened ``order`` of the background (zero out of range)
         if order == "rm":
-            shifted = [rows + d for d in (-1, 0, 1)]
-            return [torch.where((s >= 0) & (s < self.positions), s, -1) for s in shifted]
-        cm = self.f_rm_to_cm[rows]
-        out = []
-        for d in (-1, 0, 1):
-            c = cm + d
-            ok = (c >= 0) & (c < self.positions)
-            out.append(torch.where(ok, self.f_cm_to_rm[c.clamp(0, self.positions - 1)], -1))
-        return out
+            if d == 1:
+                total[:, :-1] += picked[:, 1:]
+            else:
+                total[:, 1:] += picked[:, :-1]
+        else:  # column-major step = one background row down (w in row-major ids), wrapping to the next column
+            last = (h - 1) * w
+            if d == 1:
+                total[:, : last] += picked[:, w:]
+                total[:, last : last + w - 1] += picked[:, 1:w]
+            else:
+                total[:, w:] += picked[:, : last]
+                total[:, 1:w] += picked[:, last : last + w - 1]
+        del picked
+    return total
 
-    @staticmethod
-    def _shift_columns(x, d):
-        """y[:, l] = x[:, l + d], zero where l + d is out of range."""
-        if d == 0:
-            return x
-        out = torch.zeros_like(x)
-        if d > 0:
-            out[:, :-d] = x[:, d:]
-        else:
-            out[:, -d:] = x[:, :d]
-        return out
 
-    def _diagonal_sum(self, values, lookup, neighbour_rows):
-        """sum_d shift(values[lookup[row + d]], d) over the three diagonal neighbours."""
-        total = 0
-        for d, rows in zip((-1, 0, 1), neighbour_rows):
-            picked = values[lookup[rows.clamp_min(0)]] * (rows >= 0).unsqueeze(1).to(values.dtype)
-            total = total + self._shift_columns(picked, d)
-        return total
+def _fused_scores(rows, scores_of, h, w):
+    """Fused score rows for foreground ``rows`` (row-major ids), computing raw scores only where needed."""
+    positions = h * w
+    second = _neighbours(rows, h, w, "cm")
+    mid = torch.unique(torch.cat([r[r >= 0] for r in second]))
+    first = _neighbours(mid, h, w, "rm")
+    raw = torch.unique(torch.cat([r[r >= 0] for r in first]))
 
-    def fused_rows(self, rows, score_rows):
-        # Rows of the first (row-major) pass needed by the second pass, and raw rows needed by those.
-        second = self._neighbours(rows, "cm")
-        mid = torch.unique(torch.cat([r[r >= 0] for r in second]))
-        first = self._neighbours(mid, "rm")
-        raw = torch.unique(torch.cat([r[r >= 0] for r in first]))
+    lookup = torch.full((positions,), -1, dtype=torch.long, device=rows.device)
+    lookup[raw] = torch.arange(len(raw), device=rows.device)
+    fused1 = _diagonal_sum(scores_of(raw), lookup, first, h, w, "rm")  # rows ``mid``
 
-        lookup = torch.full((self.positions,), -1, dtype=torch.long, device=self.device)
-        lookup[raw] = torch.arange(len(raw), device=self.device)
-        fused1 = self._diagonal_sum(score_rows(raw), lookup, first)  # rows `mid`, background row-major
-
-        fused1 = fused1[:, self.b_cm_to_rm]  # background columns in column-major order
-        lookup = torch.full((self.positions,), -1, dtype=torch.long, device=self.device)
-        lookup[mid] = torch.arange(len(mid), device=self.device)
-        fused2 = self._diagonal_sum(fused1, lookup, second)
-        return fused2[:, self.b_rm_to_cm]  # back to row-major background order
+    lookup = torch.full((positions,), -1, dtype=torch.long, device=rows.device)
+    lookup[mid] = torch.arange(len(mid), device=rows.device)
+    return _diagonal_sum(fused1, lookup, second, h, w, "cm")

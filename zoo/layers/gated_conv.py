@@ -38,11 +38,18 @@ class GatedConv2d(nn.Module):
         self.gated = gated and out_channels != 3 and activation is not None
         self.activation = activation
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
-        # Symmetric zero padding by default; TF's asymmetric SAME padding for exact parity with TF weights.
-        self.tf_padding = tf_padding
-        padding = 0 if tf_padding else dilation * (kernel_size - 1) // 2
         conv_out = 2 * out_channels if self.gated else out_channels
-        self.conv = nn.Conv2d(in_channels, conv_out, kernel_size, stride, padding, dilation)
+        self.conv = nn.Conv2d(in_channels, conv_out, kernel_size, stride, 0, dilation)
+        self.set_tf_padding(tf_padding)
+
+    def set_tf_padding(self, enabled: bool) -> None:
+        """Symmetric zero padding (default) or TF's SAME padding, asymmetric for stride 2 (converted TF weights).
+
+        A switch rather than a constructor-only choice: loading a checkpoint sets the padding its weights need.
+        """
+        self.tf_padding = bool(enabled)
+        symmetric = self.dilation * (self.kernel_size - 1) // 2
+        self.conv.padding = (0, 0) if self.tf_padding else (symmetric, symmetric)
 
     def forward(self, x):
         if self.tf_padding:
