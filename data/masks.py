@@ -35,29 +35,36 @@ def make_mask(name: str, rng: np.random.Generator, height: int, width: int, **kw
     return MASK_GENERATORS[name](rng, height, width, **kwargs)
 
 
-@register_mask("free_form")
-def free_form(rng, height, width, max_strokes=3, min_vertices=4, max_vertices=12, min_width=12, max_width=40,
-              mean_angle=2 * math.pi / 5, angle_range=2 * math.pi / 15):
-    """DeepFill v2's brush strokes: 1-3 polylines of 4-11 vertices, 12-40 px wide at 256 px, random flips."""
-    scale = min(height, width) / 256
-    mask = np.zeros((height, width), np.uint8)
+def brush_stroke(rng, mask, min_vertices, max_vertices, min_width, max_width, scale=1.0,
+                 mean_angle=2 * math.pi / 5, angle_range=2 * math.pi / 15):
+    """Draw one DeepFill-v2-style brush stroke on ``mask`` (uint8, in place): a polyline of
+    [min_vertices, max_vertices) turns with radius ~ N(r, r/2), r = diagonal / 8, round joints, a width of
+    [min_width, max_width) * scale pixels. Used by DeepFill v2's and MAT's (CoModGAN's) generators."""
+    height, width = mask.shape
     radius = math.hypot(height, width) / 8
+    n = int(rng.integers(min_vertices, max_vertices))
+    low = mean_angle - rng.uniform(0, angle_range)
+    high = mean_angle + rng.uniform(0, angle_range)
+    angles = [rng.uniform(low, high) if i % 2 else 2 * math.pi - rng.uniform(low, high) for i in range(n)]
+    points = [(int(rng.integers(0, width)), int(rng.integers(0, height)))]
+    for angle in angles:
+        r = float(np.clip(rng.normal(radius, radius // 2), 0, 2 * radius))
+        x = np.clip(points[-1][0] + r * math.cos(angle), 0, width)
+        y = np.clip(points[-1][1] + r * math.sin(angle), 0, height)
+        points.append((int(x), int(y)))
+    stroke = max(1, int(rng.uniform(min_width, max_width) * scale))
+    for a, b in zip(points[:-1], points[1:]):
+        cv2.line(mask, a, b, 1, stroke)
+    for p in points:
+        cv2.circle(mask, p, stroke // 2, 1, -1)
+
+
+@register_mask("free_form")
+def free_form(rng, height, width, max_strokes=3, min_vertices=4, max_vertices=12, min_width=12, max_width=40):
+    """DeepFill v2's brush strokes: 1-3 polylines of 4-11 vertices, 12-40 px wide at 256 px, random flips."""
+    mask = np.zeros((height, width), np.uint8)
     for _ in range(rng.integers(1, max_strokes + 1)):
-        n = int(rng.integers(min_vertices, max_vertices))
-        low = mean_angle - rng.uniform(0, angle_range)
-        high = mean_angle + rng.uniform(0, angle_range)
-        angles = [rng.uniform(low, high) if i % 2 else 2 * math.pi - rng.uniform(low, high) for i in range(n)]
-        points = [(int(rng.integers(0, width)), int(rng.integers(0, height)))]
-        for angle in angles:
-            r = float(np.clip(rng.normal(radius, radius // 2), 0, 2 * radius))
-            x = np.clip(points[-1][0] + r * math.cos(angle), 0, width)
-            y = np.clip(points[-1][1] + r * math.sin(angle), 0, height)
-            points.append((int(x), int(y)))
-        stroke = max(1, int(rng.uniform(min_width, max_width) * scale))
-        for a, b in zip(points[:-1], points[1:]):
-            cv2.line(mask, a, b, 1, stroke)
-        for p in points:
-            cv2.circle(mask, p, stroke // 2, 1, -1)
+        brush_stroke(rng, mask, min_vertices, max_vertices, min_width, max_width, scale=min(height, width) / 256)
     if rng.normal() > 0:
         mask = mask[:, ::-1]
     if rng.normal() > 0:
@@ -318,25 +325,10 @@ MAT_COUNTS = {("large", 512): (5, 3, 9), ("small", 512): (3, 2, 4),
               ("large", 256): (4, 2, 8), ("small", 256): (2, 2, 3)}
 
 
-def _mat_brush(rng, s, max_tries, min_vertices=4, max_vertices=18, mean_angle=2 * math.pi / 5,
-               angle_range=2 * math.pi / 15, min_width=12, max_width=48, scale=1.0):
+def _mat_brush(rng, s, max_tries, min_width=12, max_width=48, scale=1.0):
     mask = np.zeros((s, s), np.uint8)
-    radius = math.sqrt(2 * s * s) / 8
     for _ in range(int(rng.integers(max_tries)) if max_tries > 0 else 0):
-        n = int(rng.integers(min_vertices, max_vertices))
-        low = mean_angle - rng.uniform(0, angle_range)
-        high = mean_angle + rng.uniform(0, angle_range)
-        angles = [2 * math.pi - rng.uniform(low, high) if i % 2 == 0 else rng.uniform(low, high) for i in range(n)]
-        points = [(int(rng.integers(0, s)), int(rng.integers(0, s)))]
-        for angle in angles:
-            r = float(np.clip(rng.normal(radius, radius // 2), 0, 2 * radius))
-            points.append((int(np.clip(points[-1][0] + r * math.cos(angle), 0, s)),
-                           int(np.clip(points[-1][1] + r * math.sin(angle), 0, s))))
-        stroke = max(1, int(rng.uniform(min_width, max_width) * scale))
-        for a, b in zip(points[:-1], points[1:]):
-            cv2.line(mask, a, b, 1, stroke)
-        for p in points:
-            cv2.circle(mask, p, stroke // 2, 1, -1)
+        brush_stroke(rng, mask, 4, 18, min_width, max_width, scale)
         # MAT's per-stroke PIL transposes are discarded (their result is never assigned): no flips here.
     if rng.uniform() > 0.5:
         mask = mask[::-1]

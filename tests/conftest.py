@@ -15,6 +15,15 @@ def _isolated_torch_home(tmp_path_factory, monkeypatch):
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (pytest-xdist runs one test per core instead)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_batch(n=2, size=64, seed=0, channels=3):
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(n, channels, size, size, generator=g) * 2 - 1

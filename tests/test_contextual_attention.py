@@ -5,15 +5,6 @@ import torch.nn.functional as F
 from zoo.layers import ContextualAttention
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many tiny blocks: one thread avoids thrashing on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def official_scores(f_small, b_small, fuse, norm="clamp"):
     """Scores as the official code builds them: conv2d with normalised patches, fusion by identity convs."""
     h, w = f_small.shape[-2:]

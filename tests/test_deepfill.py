@@ -82,15 +82,6 @@ RGB_IN = {"conv1", "xconv1", "pmconv1"}
 RGB_OUT = {"conv17", "allconv17"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and several threads thrash on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def our_key(layer, param):
     """Where an official layer lives in our generator (official TF layer names, grouped by stage/branch)."""
     if layer.startswith("xconv"):

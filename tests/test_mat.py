@@ -25,15 +25,6 @@ from zoo.layers.stylegan2 import ModulatedConv2d, conv2d_resample, fir_filter, u
 from zoo.mat import TINY, Conv2dLayerPartial, SwinTransformerBlock, WindowAttention
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded; on a shared, loaded CPU two threads are ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_mat(seed=0, **overrides):
     torch.manual_seed(seed)
     return zoo.create_model("mat", **{**TINY, **overrides}).eval()

@@ -22,7 +22,7 @@ from torchvision.utils import flow_to_image
 
 from zoo.contract import InpaintOutput
 from zoo.errors import CheckpointError
-from zoo.layers import ContextualAttention, GatedConv2d, UpConv2d
+from zoo.layers import ContextualAttention, ConvStack, GatedConv2d, UpConv2d
 from zoo.layers.contextual_attention import PATCH_NORMS
 from zoo.layers.gated_conv import resize_nearest_aligned
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
@@ -77,33 +77,6 @@ DECODER = [
 ]
 
 
-class _Stack(nn.Module):
-    """A named sequence of (gated) convolutions built from a layer table; returns the output width."""
-
-    def __init__(self, table, in_channels, cnum, gated, tf_mode, relu_layers=()):
-        super().__init__()
-        self.names = []
-        channels = in_channels
-        for name, mult, kernel, stride, dilation in table:
-            n = int(mult * cnum)  # the official conv output count; a gated layer keeps half of it
-            out = n // 2 if gated else n
-            act = nn.ReLU() if name in relu_layers else nn.ELU()
-            conv_kwargs = dict(activation=act, gated=gated, tf_padding=tf_mode)
-            if stride == "up":
-                layer = UpConv2d(channels, out, align_corners=tf_mode, **conv_kwargs)
-            else:
-                layer = GatedConv2d(channels, out, kernel, stride, dilation, **conv_kwargs)
-            self.add_module(name, layer)
-            self.names.append(name)
-            channels = out
-        self.out_channels = channels
-
-    def forward(self, x):
-        for name in self.names:
-            x = getattr(self, name)(x)
-        return x
-
-
 class DeepFill(nn.Module):
     """DeepFill v1 / v2 generator. ``G(image * (1 - mask), mask)`` -> stages (coarse, fine), RGB in [-1, 1].
 
@@ -142,21 +115,21 @@ class DeepFill(nn.Module):
             raise ValueError("mask_resize must be 'stepwise' or 'direct'")
         self.version, self.cnum = version, cnum
         gated = version == 2
-        self.coarse = _Stack(COARSE_LAYERS, 5, cnum, gated, tf_mode)
+        self.coarse = ConvStack(COARSE_LAYERS, 5, cnum, gated, tf_mode)
         self.coarse.add_module(
             "conv17", GatedConv2d(self.coarse.out_channels, 3, 3, activation=None, tf_padding=tf_mode)
         )
         refine_in = 3 if version == 2 else 5
-        self.conv_branch = _Stack(CONV_BRANCH, refine_in, cnum, gated, tf_mode)
-        self.attention_in = _Stack(ATTENTION_BRANCH_IN, refine_in, cnum, gated, tf_mode, relu_layers={"pmconv6"})
+        self.conv_branch = ConvStack(CONV_BRANCH, refine_in, cnum, gated, tf_mode)
+        self.attention_in = ConvStack(ATTENTION_BRANCH_IN, refine_in, cnum, gated, tf_mode, relu_layers={"pmconv6"})
         self.contextual_attention = ContextualAttention(
             rate=2, softmax_scale=10.0, fuse=attention_fuse, max_elements=attention_max_elements
         )
-        self.attention_out = _Stack(
+        self.attention_out = ConvStack(
             ATTENTION_BRANCH_OUT, self.attention_in.out_channels, cnum, gated, tf_mode
         )
         merged = self.conv_branch.out_channels + self.attention_out.out_channels
-        self.decoder = _Stack(DECODER, merged, cnum, gated, tf_mode)
+        self.decoder = ConvStack(DECODER, merged, cnum, gated, tf_mode)
         self.decoder.add_module(
             "allconv17", GatedConv2d(self.decoder.out_channels, 3, 3, activation=None, tf_padding=tf_mode)
         )

@@ -22,56 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.contract import InpaintOutput, check_inputs
+from zoo.deepfill import ATTENTION_BRANCH_IN, ATTENTION_BRANCH_OUT, COARSE_LAYERS, CONV_BRANCH
 from zoo.errors import InputSizeError, ZooError
-from zoo.layers import GatedConv2d, UpConv2d
+from zoo.layers import ConvStack, GatedConv2d
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model, replace_recipe
 
 # Missing pixels start as the ImageNet mean colour [paper §IV-B]; its value was lost, the standard
 # (0.485, 0.456, 0.406) is used, mapped from [0, 1] to the zoo's [-1, 1] (chosen).
 IMAGENET_MEAN_M11 = tuple(2 * v - 1 for v in (0.485, 0.456, 0.406))
 
-# (name, width as a multiple of cnum, kernel, stride or "up", dilation); a gated layer keeps half the width.
-# The coarse network and both refinement encoders are DeepFill v2's layer lists (chosen: the paper names the
-# layer types only).
-COARSE_LAYERS = [
-    ("conv1", 1, 5, 1, 1),
-    ("conv2_downsample", 2, 3, 2, 1),
-    ("conv3", 2, 3, 1, 1),
-    ("conv4_downsample", 4, 3, 2, 1),
-    ("conv5", 4, 3, 1, 1),
-    ("conv6", 4, 3, 1, 1),
-    ("conv7_atrous", 4, 3, 1, 2),
-    ("conv8_atrous", 4, 3, 1, 4),
-    ("conv9_atrous", 4, 3, 1, 8),
-    ("conv10_atrous", 4, 3, 1, 16),
-    ("conv11", 4, 3, 1, 1),
-    ("conv12", 4, 3, 1, 1),
-    ("conv13_upsample", 2, 3, "up", 1),
-    ("conv14", 2, 3, 1, 1),
-    ("conv15_upsample", 1, 3, "up", 1),
-    ("conv16", 0.5, 3, 1, 1),
-]
-CONV_BRANCH = [
-    ("xconv1", 1, 5, 1, 1),
-    ("xconv2_downsample", 1, 3, 2, 1),
-    ("xconv3", 2, 3, 1, 1),
-    ("xconv4_downsample", 2, 3, 2, 1),
-    ("xconv5", 4, 3, 1, 1),
-    ("xconv6", 4, 3, 1, 1),
-    ("xconv7_atrous", 4, 3, 1, 2),
-    ("xconv8_atrous", 4, 3, 1, 4),
-    ("xconv9_atrous", 4, 3, 1, 8),
-    ("xconv10_atrous", 4, 3, 1, 16),
-]
-ATTENTION_BRANCH_IN = [
-    ("pmconv1", 1, 5, 1, 1),
-    ("pmconv2_downsample", 1, 3, 2, 1),
-    ("pmconv3", 2, 3, 1, 1),
-    ("pmconv4_downsample", 4, 3, 2, 1),
-    ("pmconv5", 4, 3, 1, 1),
-    ("pmconv6", 4, 3, 1, 1),  # ReLU features, as DeepFill v2 before its attention (chosen)
-]
-ATTENTION_BRANCH_OUT = [("pmconv9", 4, 3, 1, 1), ("pmconv10", 4, 3, 1, 1)]
+# The coarse network and both refinement encoders use DeepFill v2's layer tables (imported above; chosen: the
+# paper names the layer types only).
+
 # "5 gated convolution layers and a standard convolution layer" [paper §III-A]: DeepFill v2's decoder
 # without its second merge conv (allconv12) (chosen, to match the stated count).
 DECODER = [
@@ -81,31 +43,6 @@ DECODER = [
     ("allconv15_upsample", 1, 3, "up", 1),
     ("allconv16", 0.5, 3, 1, 1),
 ]
-
-
-class _GatedStack(nn.Module):
-    """A named sequence of gated convolutions built from a layer table; ``out_channels`` is its output width."""
-
-    def __init__(self, table, in_channels: int, cnum: int, relu_layers=()):
-        super().__init__()
-        self.names = []
-        channels = in_channels
-        for name, mult, kernel, stride, dilation in table:
-            out = int(mult * cnum) // 2
-            act = nn.ReLU() if name in relu_layers else nn.ELU()
-            if stride == "up":
-                layer = UpConv2d(channels, out, activation=act)
-            else:
-                layer = GatedConv2d(channels, out, kernel, stride, dilation, activation=act)
-            self.add_module(name, layer)
-            self.names.append(name)
-            channels = out
-        self.out_channels = channels
-
-    def forward(self, x):
-        for name in self.names:
-            x = getattr(self, name)(x)
-        return x
 
 
 class TemperatureNet(nn.Module):
@@ -224,16 +161,16 @@ class MHTMA(nn.Module):
         super().__init__()
         self.sketch = sketch
         in_channels = 5 if sketch else 4  # RGB, mask (, sketch mask) [paper §IV-F]
-        self.coarse = _GatedStack(COARSE_LAYERS, in_channels, cnum)
+        self.coarse = ConvStack(COARSE_LAYERS, in_channels, cnum)
         self.coarse.add_module("conv17", GatedConv2d(self.coarse.out_channels, 3, 3, activation=None))
-        self.conv_branch = _GatedStack(CONV_BRANCH, in_channels, cnum)
-        self.attention_in = _GatedStack(ATTENTION_BRANCH_IN, in_channels, cnum, relu_layers={"pmconv6"})
+        self.conv_branch = ConvStack(CONV_BRANCH, in_channels, cnum)
+        self.attention_in = ConvStack(ATTENTION_BRANCH_IN, in_channels, cnum, relu_layers={"pmconv6"})
         self.attention = MultiHeadTemperatureMaskedAttention(
             self.attention_in.out_channels, heads, patch_size, temperature_width, masked_score, attention_max_elements
         )
-        self.attention_out = _GatedStack(ATTENTION_BRANCH_OUT, self.attention_in.out_channels, cnum)
+        self.attention_out = ConvStack(ATTENTION_BRANCH_OUT, self.attention_in.out_channels, cnum)
         merged = self.conv_branch.out_channels + self.attention_out.out_channels
-        self.decoder = _GatedStack(DECODER, merged, cnum)
+        self.decoder = ConvStack(DECODER, merged, cnum)
         self.decoder.add_module("allconv17", GatedConv2d(self.decoder.out_channels, 3, 3, activation=None))
         self.register_buffer("fill", torch.tensor(IMAGENET_MEAN_M11).view(1, 3, 1, 1), persistent=False)
 

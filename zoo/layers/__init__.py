@@ -1,7 +1,14 @@
 """Building blocks shared by more than one generator family."""
 
 from zoo.layers.contextual_attention import ContextualAttention
-from zoo.layers.gated_conv import GatedConv2d, UpConv2d, resize_nearest_aligned, tf_same_padding, upsample_nearest
+from zoo.layers.gated_conv import (
+    ConvStack,
+    GatedConv2d,
+    UpConv2d,
+    resize_nearest_aligned,
+    tf_same_padding,
+    upsample_nearest,
+)
 from zoo.layers.stylegan2 import (
     Conv2dLayer,
     FullyConnectedLayer,
@@ -16,6 +23,7 @@ from zoo.layers.stylegan2 import (
 
 __all__ = [
     "ContextualAttention",
+    "ConvStack",
     "Conv2dLayer",
     "FullyConnectedLayer",
     "ModulatedConv2d",

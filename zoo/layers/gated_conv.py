@@ -95,3 +95,36 @@ def resize_nearest_aligned(x, height: int, width: int):
         return torch.floor(torch.arange(n_out, device=x.device, dtype=torch.float64) * scale + 0.5).long()
 
     return x[..., index(x.shape[-2], height), :][..., index(x.shape[-1], width)]
+
+
+class ConvStack(nn.Module):
+    """A named sequence of (gated) convolutions built from a layer table (DeepFill and MHTMA).
+
+    Rows are ``(name, width as a multiple of cnum, kernel, stride or "up", dilation)``; the width is the
+    official convolution output count, of which a gated layer keeps half. Layers named in ``relu_layers``
+    use ReLU features, the others ELU. ``out_channels`` is the width of the last layer.
+    """
+
+    def __init__(self, table, in_channels: int, cnum: int, gated: bool = True, tf_mode: bool = False,
+                 relu_layers=()):
+        super().__init__()
+        self.names = []
+        channels = in_channels
+        for name, mult, kernel, stride, dilation in table:
+            n = int(mult * cnum)
+            out = n // 2 if gated else n
+            act = nn.ReLU() if name in relu_layers else nn.ELU()
+            conv_kwargs = dict(activation=act, gated=gated, tf_padding=tf_mode)
+            if stride == "up":
+                layer = UpConv2d(channels, out, align_corners=tf_mode, **conv_kwargs)
+            else:
+                layer = GatedConv2d(channels, out, kernel, stride, dilation, **conv_kwargs)
+            self.add_module(name, layer)
+            self.names.append(name)
+            channels = out
+        self.out_channels = channels
+
+    def forward(self, x):
+        for name in self.names:
+            x = getattr(self, name)(x)
+        return x
