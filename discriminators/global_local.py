@@ -7,6 +7,9 @@ Two variants share the code:
 * ``fuse="concat"`` (Iizuka et al., MHTMA): each branch ends in a dense layer to ``fc_width`` features,
   the two are concatenated and a last dense layer gives one logit.
 
+Convolution widths are ``cnum`` times the per-layer multipliers (``cnum`` 64 in both papers), so
+``--set recipe.discriminator_kwargs.cnum=16`` gives a narrow critic of the same design for CPU demos.
+
 The local window has side ``local_fraction * image_size`` and is centred on the centre of each sample's
 hole bounding box, clamped inside the image: real and fake of a sample get the same window.
 """
@@ -62,8 +65,9 @@ class GlobalLocalDiscriminator(nn.Module):
     def __init__(
         self,
         in_channels: int = 3,
-        global_widths=(64, 128, 256, 256),
-        local_widths=(64, 128, 256, 512),
+        cnum: int = 64,
+        global_mults=(1, 2, 4, 4),
+        local_mults=(1, 2, 4, 8),
         image_size: int = 256,
         local_fraction: float = 0.5,
         fuse: str = "sum",
@@ -77,6 +81,7 @@ class GlobalLocalDiscriminator(nn.Module):
         self.fuse, self.use_mask = fuse, in_channels == 4
         self.local_size = int(image_size * local_fraction)
         out = 1 if fuse == "sum" else fc_width
+        global_widths, local_widths = [cnum * m for m in global_mults], [cnum * m for m in local_mults]
         self.global_critic = _Critic(in_channels, global_widths, image_size, out, spectral_norm)
         self.local_critic = _Critic(in_channels, local_widths, self.local_size, out, spectral_norm)
         if fuse == "concat":

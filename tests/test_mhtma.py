@@ -302,8 +302,7 @@ def test_a_few_training_steps_of_the_tiny_sketch_preset(tmp_path):
 
     # the tiny generator and a narrow discriminator of the same layout, so that two steps take seconds
     sets = ["log_every=1", "preview_count=2", "model_kwargs.temperature_width=8",
-            "recipe.discriminator_kwargs.global_widths=[8,8,8,8,8,8]",
-            "recipe.discriminator_kwargs.local_widths=[8,8,8,8,8]", "recipe.discriminator_kwargs.fc_width=16"]
+            "recipe.discriminator_kwargs.cnum=2", "recipe.discriminator_kwargs.fc_width=16"]
     flags = dict(size=64, batch_size=2, max_steps=2, out=str(tmp_path / "run"), workers=0, tracker="none")
     cfg = resolve_config("mhtma_sketch", flags=flags, sets=sets, width=8)
     assert cfg["masks"] == "free_form_and_square"

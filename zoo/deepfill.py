@@ -386,7 +386,7 @@ V1_RECIPE = Recipe(
     # Global + local WGAN-GP critics (penalty on hole pixels), 5 critic steps per G step.
     # Spatially discounted L1 on the hole and L1 on the known pixels, coarse stage weighted 1.2 extra.
     discriminator="global_local",
-    discriminator_kwargs=dict(in_channels=3, global_widths=(64, 128, 256, 256), local_widths=(64, 128, 256, 512),
+    discriminator_kwargs=dict(in_channels=3, cnum=64, global_mults=(1, 2, 4, 4), local_mults=(1, 2, 4, 8),
                               local_fraction=0.5, fuse="sum"),
     losses=(
         LossTerm("discounted_l1", 1.2 * 1.2, stage=0, kwargs=dict(gamma=0.9)),

@@ -275,9 +275,8 @@ RECIPE = Recipe(
     # (chosen). The local window is centred on the hole's bounding box (the shared discriminator's rule, so
     # real and fake get the same window) rather than on a randomly drawn hole pixel.
     discriminator="global_local",
-    discriminator_kwargs=dict(in_channels=3, global_widths=(64, 128, 256, 512, 512, 512),
-                              local_widths=(64, 128, 256, 512, 512), local_fraction=0.5, fuse="concat",
-                              fc_width=1024, spectral_norm=True),
+    discriminator_kwargs=dict(in_channels=3, cnum=64, global_mults=(1, 2, 4, 8, 8, 8), local_mults=(1, 2, 4, 8, 8),
+                              local_fraction=0.5, fuse="concat", fc_width=1024, spectral_norm=True),
     # "Decoupled joint loss": L1 on both stages, VGG-16 perceptual on the coarse output only, adversarial on
     # the final composite. The weights were lost: 1, 1, 0.05, 0.1 (chosen; reference/mhtma.md §5).
     losses=(
