@@ -47,7 +47,7 @@ class VGGFeatures(nn.Module):
         filename, url = KNOWN_WEIGHTS[network]
         path = resolve_weights(filename, weights_path, url)
         if path is None and not allow_random:
-            raise WeightsNotFoundError(missing_message(filename, url, "weights_path"))
+            raise WeightsNotFoundError(missing_message(filename, url, "--set weights_dir=DIR"))
         # Only the convolutional part: the classifier (~120M parameters) is never used.
         features = make_layers(cfgs["D" if network == "vgg16" else "E"])
         if path is not None:
@@ -56,7 +56,7 @@ class VGGFeatures(nn.Module):
             self.weights_source = str(path)
         else:
             self.weights_source = "random"
-            warnings.warn(f"{missing_message(filename, url, 'weights_path')}; using a RANDOM {network}",
+            warnings.warn(f"{missing_message(filename, url, '--set weights_dir=DIR')}; using a RANDOM {network}",
                           stacklevel=2)
             with torch.random.fork_rng(devices=[]):  # seeded: a random extractor is the same in every run
                 torch.manual_seed(0)

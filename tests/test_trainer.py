@@ -105,3 +105,16 @@ def test_two_cpu_processes_stay_identical(tmp_path):
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
     # two processes consumed 3 batches each
     assert state["batches"] == 3
+
+
+@pytest.mark.parametrize("tracker", ["wandb", "tensorboard"])
+def test_trackers_write_into_the_run_directory(tmp_path, monkeypatch, tracker):
+    if tracker == "tensorboard":
+        pytest.importorskip("tensorboard")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run = train(tiny_config(tmp_path / "run", max_steps=2, tracker=tracker))
+    if tracker == "wandb":
+        assert list((run / "wandb").glob("offline-run-*"))
+    else:
+        assert list(run.rglob("events.out.tfevents.*"))

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -84,19 +84,22 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     recipe = recipe_from_dict(cfg["recipe"], condition=preset.recipe.condition)
     adv = recipe.adversarial
 
-    accelerator = Accelerator(
-        cpu=cfg["cpu"] or not torch.cuda.is_available(),
-        log_with=_tracker(cfg),
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False,
-                                                       find_unused_parameters=cfg["ddp_find_unused"])],
-    )
-    main = accelerator.is_main_process
+    tracker = _tracker(cfg)
+    cpu = cfg["cpu"] or not torch.cuda.is_available()
+    PartialState(cpu=cpu)  # process group first: the processes agree on the run directory before anything
     if checkpoint:
         run_dir = Path(checkpoint["path"]).parent.parent
     else:  # the main process names the run (a timestamp), every process checks it is free
         name = cfg["out"] or f"runs/{cfg['model']}-{datetime.now():%Y%m%d-%H%M%S}"
         run_dir = check_new_run_dir(Path(broadcast_object_list([name])[0]))
-    accelerator.project_configuration.set_directories(str(run_dir))  # TensorBoard logs go to the run
+    accelerator = Accelerator(
+        cpu=cpu,
+        log_with=tracker,
+        project_dir=str(run_dir),  # TensorBoard logs go into the run
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False,
+                                                       find_unused_parameters=cfg["ddp_find_unused"])],
+    )
+    main = accelerator.is_main_process
 
     # ---- models, losses, optimisers (identical initial weights on every process) ----
     set_seed(cfg["seed"])
@@ -154,7 +157,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             print(f"warning: {note}")
         cfg = {**cfg, "out": str(run_dir), "warnings": notes}
         save_yaml(cfg, run_dir / "config.yaml")
-    if accelerator.trackers:
+    if tracker:
         accelerator.init_trackers("inpaint-zoo", config=_flat(cfg),
                                   init_kwargs={"wandb": {"dir": str(run_dir), "name": run_dir.name}})
     if main:

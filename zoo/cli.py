@@ -33,7 +33,7 @@ def cmd_list(args) -> int:
     for name in list_models():
         preset = get_preset(name)
         rows.append((name, f"{_count_parameters(name) / 1e6:.2f}M", str(preset.num_stages),
-                     preset.recipe.discriminator, str(preset.native_size), preset.paper.split(",")[0]))
+                     preset.recipe.discriminator, str(preset.native_size), preset.paper))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
