@@ -114,13 +114,18 @@ def cmd_inpaint(args) -> int:
               file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
+    if args.variants < 1:
+        raise ZooError("--variants must be at least 1")
     conditioning = _sketch_conditioning(args, image.shape[:2], model)
-    torch.manual_seed(args.seed)  # stochastic generators (MAT's latent): one seed, one variant
-    result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None], **conditioning)
-    out = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(out)).save(args.out)
-    print(f"wrote {args.out}")
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(args.variants):  # stochastic generators (MAT's latent): one seed, one variant
+        torch.manual_seed(args.seed + k)
+        result = inpaint(model, to_tensor(image)[None], torch.from_numpy(mask)[None, None], **conditioning)
+        pixels = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        path = out_path if args.variants == 1 else out_path.with_name(f"{out_path.stem}_{k}{out_path.suffix}")
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+        print(f"wrote {path}")
     return 0
 
 
@@ -227,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "lines inside the hole guide the fill")
     i.add_argument("--out", required=True)
     i.add_argument("--cpu", action="store_true")
+    i.add_argument("--variants", type=int, default=1, help="write N completions with seeds seed, seed+1, ... "
+                   "(OUT_0.png, OUT_1.png, ...): different for stochastic models such as MAT")
     i.add_argument("--seed", type=int, default=0, help="random seed: different seeds give different "
                    "completions from stochastic models (MAT)")
     i.set_defaults(fn=cmd_inpaint)
