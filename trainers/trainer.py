@@ -178,7 +178,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
         model = G_ema if G_ema is not None else accelerator.unwrap_model(G)
         was_training = model.training
         model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        # Same noise for every grid (MAT), without disturbing the training RNG streams (exact resume).
+        devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(0)
             image, mask = preview["image"].to(accelerator.device), preview["mask"].to(accelerator.device)
             grid = sample_grid(image, mask, steps.generate(image, mask, model))
