@@ -356,7 +356,7 @@ def test_init_from_an_official_checkpoint(tmp_path, monkeypatch):
     torch.save({"G": official}, path)
     expected = zoo.load("deepfill_v2", checkpoint=path, cnum=8).state_dict()
     _, run, _ = _train(tmp_path, "deepfill_v2", monkeypatch, max_steps=1, init_from=str(path))
-    saved = torch.load(next((Path(run) / "checkpoints").glob("*.pt")), weights_only=True)["G"]
+    saved = torch.load(next((Path(run) / "checkpoints").glob("*.pt")), weights_only=True, map_location="cpu")["G"]
     assert bool(saved["flag_tf_mode"])
     for key, value in expected.items():  # one Adam step (lr 1e-4) away from the converted weights
         assert (saved[key].float() - value.float()).abs().max() < 1e-3, key

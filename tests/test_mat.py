@@ -217,7 +217,7 @@ def test_fixed_z_and_const_noise_are_deterministic_and_pluralistic():
     assert not torch.allclose(a.final, c.final)  # 'none' drops the per-layer noise
     assert not torch.allclose(r1.final, r2.final)  # 'random' redraws noise and keep-maps
     assert torch.equal(s1.final, s2.final) and not torch.allclose(s1.final, s3.final)
-    assert torch.allclose(single.final, a.final[:1], atol=1e-5)  # const mode: the batch does not matter
+    assert torch.allclose(single.final, a.final[:1], atol=1e-4)  # const mode: the batch does not matter
 
 
 def test_hole_content_never_leaks_with_fixed_z():

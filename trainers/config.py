@@ -38,6 +38,7 @@ TRAIN_DEFAULTS = dict(
     ema_kimg=None,
     cpu=False,
     ddp_find_unused=False,
+    deterministic=False,
     init_from=None,
 )
 

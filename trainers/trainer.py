@@ -102,6 +102,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     main = accelerator.is_main_process
 
     # ---- models, losses, optimisers (identical initial weights on every process) ----
+    if cfg.get("deterministic"):  # bitwise-repeatable GPU kernels (slower); CPU kernels already are
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     set_seed(cfg["seed"])
     G = create_model(cfg["model"], **cfg["model_kwargs"])
     D = discriminators.create_discriminator(recipe.discriminator, image_size=cfg["size"],

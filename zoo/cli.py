@@ -7,6 +7,7 @@ exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "cpu", False):
+        # Hide GPUs before anything initialises CUDA: torch.distributed's gloo barrier would otherwise pick
+        # cuda:<local rank> on a machine with fewer GPUs than CPU processes.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     try:
         return args.fn(args)
     except ZooError as exc:
