@@ -287,9 +287,9 @@ HINT_RECIPE = Recipe(
     optim_g=OptimSpec(lr=1e-4, betas=(0.9, 0.999)),
     optim_d=OptimSpec(lr=1e-5, betas=(0.9, 0.999)),  # D2G_LR 0.1
     batch_size=4,
-    # The official set is the external NVIDIA irregular masks (Liu et al.); a seeded free-form brush stands in
-    # by default. Point ``masks=files`` / ``mask_kwargs.folder`` at the irregular masks to follow the paper.
-    masks="free_form",
+    # The official set is the external NVIDIA irregular masks (Liu et al.): their seeded imitation by default;
+    # point ``masks=files`` / ``mask_kwargs.folder`` at the original files to follow the paper exactly.
+    masks="liu_irregular",
 )
 
 

@@ -280,9 +280,9 @@ RA_RECIPE = Recipe(
     optim_g=OptimSpec(lr=1e-4, betas=(0.5, 0.999)),
     optim_d=OptimSpec(lr=1e-4, betas=(0.5, 0.999)),
     batch_size=8,  # chosen; BatchNorm in the region mask generator and SK fusion needs batch > 1
-    # The paper trains on Liu et al.'s irregular masks [22]; until that mask set is in data/, the seeded
-    # DeepFill v2 free-form brush is the default (use --masks files --set mask_kwargs.folder=... for Liu's).
-    masks="free_form",
+    # The paper trains on Liu et al.'s irregular masks [22]: their seeded imitation (1-60 % holes, half touching
+    # the border) by default; `--set masks=files --set mask_kwargs.folder=DIR` trains on the original files.
+    masks="liu_irregular",
 )
 
 
