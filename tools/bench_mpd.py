@@ -11,9 +11,7 @@ checking that both give the same tensor. The loop fills a zero tensor channel by
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from tools.bench import timed  # noqa: E402
 from zoo.hint import MaskAwareDownsample, interleave_with_mask  # noqa: E402
 
 
@@ -38,20 +37,6 @@ def interleave_loop(features, mask):
 
 def mpd_loop(module, x, mask):
     return module.proj(interleave_loop(module.body(x), mask))
-
-
-def timed(fn, device, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main(argv=None):
@@ -78,10 +63,10 @@ def main(argv=None):
         with torch.no_grad():
             features = module.body(x)
             assert torch.equal(interleave_loop(features, mask), interleave_with_mask(features, mask))
-            il = timed(partial(interleave_loop, features, mask), device, args.repeats)
-            iv = timed(partial(interleave_with_mask, features, mask), device, args.repeats)
-            ll = timed(partial(mpd_loop, module, x, mask), device, args.repeats)
-            lv = timed(partial(module, x, mask), device, args.repeats)
+            il = 1000 * timed(partial(interleave_loop, features, mask), device, args.repeats)
+            iv = 1000 * timed(partial(interleave_with_mask, features, mask), device, args.repeats)
+            ll = 1000 * timed(partial(mpd_loop, module, x, mask), device, args.repeats)
+            lv = 1000 * timed(partial(module, x, mask), device, args.repeats)
         print(f"{name:>8} {f'{dim}x{size}x{size}':>16} | {il:15.2f} {iv:10.2f} {il / iv:6.1f} | "
               f"{ll:10.2f} {lv:10.2f} {ll / lv:6.1f}")
 
