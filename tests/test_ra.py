@@ -18,6 +18,7 @@ from zoo.ra import (
     RegionAwareAttention,
     RegionMaskGenerator,
     SelectiveFusion,
+    SqueezeExcite,
     region_map_image,
     region_palette,
 )
@@ -162,6 +163,18 @@ def test_lga_keeps_shape_and_eval_outputs_do_not_depend_on_the_batch():
         single, _, _ = lga(x[1:2])
     assert y.shape == x.shape and rm.shape == (4, 4, 16, 16)
     torch.testing.assert_close(single, y[1:2], rtol=1e-5, atol=1e-5)
+
+
+def test_squeeze_excite_equals_timms_se_module():
+    """The local SE layer is timm's ``SEModule`` (same parameter names and output), without importing timm."""
+    timm_layers = pytest.importorskip("timm.layers")
+    torch.manual_seed(0)
+    ours = SqueezeExcite(32, hidden=2)
+    theirs = timm_layers.SEModule(32, rd_channels=2)
+    theirs.load_state_dict(ours.state_dict())  # strict: the same keys and shapes
+    x = torch.randn(2, 32, 7, 5)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+    assert not torch.equal(ours(x), x)
 
 
 def test_paper_width_parameter_count_matches_the_spec():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.utils import flow_to_image
 
 from zoo.contract import InpaintOutput
 from zoo.errors import CheckpointError
@@ -201,6 +200,8 @@ class DeepFill(nn.Module):
 @torch.no_grad()
 def flow_image(offsets: torch.Tensor, size) -> torch.Tensor:
     """Colour-code attention offsets (N x 2 x h x w, (dy, dx)) as in the paper, as an image in [-1, 1]."""
+    from torchvision.utils import flow_to_image  # here: importing torchvision costs seconds and ~100 MB
+
     flow = offsets.flip(1).float()  # torchvision wants (dx, dy)
     rgb = flow_to_image(flow).float() / 127.5 - 1
     return nn.functional.interpolate(rgb, size=tuple(size), mode="nearest")

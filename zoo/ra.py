@@ -28,7 +28,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import SEModule
 from torch import nn
 
 from zoo.contract import InpaintOutput, check_inputs
@@ -97,6 +96,19 @@ class RegionAwareAttention(nn.Module):
 # Local-global attention layer
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al.): global average, two 1x1 convs, a sigmoid gate per channel. The same
+    layers and parameter names (``fc1``, ``fc2``) as timm's ``SEModule``, without importing timm's model zoo."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
 class SqueezeExciteBranch(nn.Module):
     """Local branch (§3.2, SE-Net [26]): a 3x3 conv for the local receptive field (chosen; the paper says only
     "SE-Net to capture the relevance of local information"), then squeeze-and-excitation, reduction 16."""
@@ -105,7 +117,7 @@ class SqueezeExciteBranch(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         # c/16 hidden units as in SE-Net; at least 1 so tiny widths still build.
-        self.se = SEModule(channels, rd_channels=max(1, channels // 16))
+        self.se = SqueezeExcite(channels, hidden=max(1, channels // 16))
 
     def forward(self, x):
         return self.se(F.relu(self.conv(x)))

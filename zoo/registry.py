@@ -8,13 +8,26 @@ family-specific branches.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# The zoo's family modules and the presets each registers. A family is imported when one of its presets is
+# first asked for (``list_models`` imports them all), so importing the registry, the contract or the data
+# package loads no generator code; tests check this table against what the modules register.
+FAMILIES = {
+    "zoo.deepfill": ("deepfill_v1", "deepfill_v2"),
+    "zoo.mhtma": ("mhtma", "mhtma_sketch"),
+    "zoo.ra": ("ra",),
+    "zoo.mat": ("mat", "mat_256"),
+    "zoo.hint": ("hint",),
+}
 
 
 @dataclass(frozen=True)
@@ -130,11 +143,21 @@ def register_model(name: str, **preset_fields):
     return wrap
 
 
+def _import_families(name: str | None = None) -> None:
+    """Import the family module that registers preset ``name`` (every family when ``name`` is None)."""
+    for module, names in FAMILIES.items():
+        if name is None or name in names:
+            importlib.import_module(module)
+
+
 def list_models() -> list[str]:
+    _import_families()
     return sorted(_PRESETS)
 
 
 def get_preset(name: str) -> Preset:
+    if name not in _PRESETS:
+        _import_families(name)
     try:
         return _PRESETS[name]
     except KeyError:
