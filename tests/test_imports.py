@@ -46,7 +46,7 @@ def test_ground_loads_no_family_torchvision_or_timm():
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["compare", "--help"]])
 def test_cli_help_imports_no_torch(argv):
-    modules = loaded_after("from zoo.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass" % argv)
+    modules = loaded_after(f"from zoo.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert "zoo.cli" in modules
     assert "torch" not in modules and not family_modules(modules)
 
