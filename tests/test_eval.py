@@ -4,6 +4,7 @@ import json
 import math
 from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torchvision
 
 import zoo
 from trainers import metrics as M
-from trainers.evaluate import BASELINES, Entry, Inpainter, evaluate, load_model, opencv_inpaint, parse_entry
+from trainers.evaluation import BASELINES, Entry, Inpainter, evaluate, load_model, opencv_inpaint, parse_entry
 from zoo.cli import main
 from zoo.contract import InpaintOutput
 from zoo.errors import WeightsNotFoundError, ZooError
@@ -206,12 +207,14 @@ def test_opencv_baselines_keep_known_pixels_fill_holes_and_never_see_them():
     mask = torch.zeros(2, 1, 64, 64)
     mask[:, :, 20:40, 10:50] = 1
     other = image + mask * torch.rand_like(image)  # different hole content
-    for method in BASELINES.values():
-        out = opencv_inpaint(image, mask, method)
-        assert torch.equal(out * (1 - mask), image * (1 - mask))
+    assert {"opencv_telea", "opencv_ns"} <= set(BASELINES)
+    for name, fill in BASELINES.items():
+        out = fill(image, mask)
+        assert torch.equal(out * (1 - mask), image * (1 - mask)), name
         # Navier-Stokes reproduces the colour exactly, Telea's weighting within a few 8-bit levels
-        assert (out - (M.quantize(image) * 2 - 1)).abs().max() < 6 / 127.5
-        assert torch.equal(out, opencv_inpaint(other, mask, method))
+        assert (out - (M.quantize(image) * 2 - 1)).abs().max() < 6 / 127.5, name
+        assert torch.equal(out, fill(other, mask)), name
+    assert torch.equal(BASELINES["opencv_ns"](image, mask), opencv_inpaint(image, mask, cv2.INPAINT_NS))
 
 
 def test_entries_and_model_loading(tiny_checkpoint, tmp_path):

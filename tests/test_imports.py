@@ -68,8 +68,8 @@ def test_loading_a_model_imports_only_its_family():
 def test_trainer_imports_no_family():
     """No family branches in the trainer: importing all of it (and evaluation) loads no family module."""
     modules = loaded_after("import trainers.trainer, trainers.config, trainers.steps, trainers.samples, "
-                           "trainers.checkpoint, trainers.metrics, trainers.evaluate, losses, discriminators")
-    assert "trainers.trainer" in modules and "trainers.evaluate" in modules
+                           "trainers.checkpoint, trainers.metrics, trainers.evaluation, losses, discriminators")
+    assert "trainers.trainer" in modules and "trainers.evaluation.loop" in modules
     assert not family_modules(modules), family_modules(modules)
 
 

@@ -133,7 +133,7 @@ def cmd_inpaint(args) -> int:
 def _evaluate(args, entries):
     import torch
 
-    from trainers.evaluate import evaluate
+    from trainers.evaluation import evaluate
     from trainers.metrics import ALL_METRICS
 
     metrics = ALL_METRICS if args.metrics is None else tuple(m.strip() for m in args.metrics.split(",") if m.strip())
@@ -145,7 +145,7 @@ def _evaluate(args, entries):
 
 
 def cmd_eval(args) -> int:
-    from trainers.evaluate import Entry, default_out, eval_markdown, write_eval
+    from trainers.evaluation import Entry, default_out, eval_markdown, write_eval
 
     entry = Entry(args.model, args.checkpoint, width=args.width)
     ev = _evaluate(args, [entry])
@@ -156,7 +156,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from trainers.evaluate import default_out, leaderboard_markdown, parse_entry, write_compare
+    from trainers.evaluation import default_out, leaderboard_markdown, parse_entry, write_compare
 
     ev = _evaluate(args, [parse_entry(text) for text in args.model])
     out = write_compare(ev, args.out or default_out("compare", f"{args.masks}-{args.size}"))
