@@ -23,11 +23,3 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
-
-def random_batch(n=2, size=64, seed=0, channels=3):
-    g = torch.Generator().manual_seed(seed)
-    image = torch.rand(n, channels, size, size, generator=g) * 2 - 1
-    mask = torch.zeros(n, 1, size, size)
-    mask[0, :, size // 4 : size // 2, size // 8 : size // 2] = 1
-    mask[-1, :, size // 2 : 7 * size // 8, size // 3 : 3 * size // 4] = 1
-    return image, mask

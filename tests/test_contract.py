@@ -1,5 +1,8 @@
 """The generator contract of DESIGN.md, checked for every registered preset at its tiny width."""
 
+import json
+import math
+
 import pytest
 import torch
 
@@ -7,7 +10,8 @@ import discriminators
 import zoo
 from losses import RECONSTRUCTION_LOSSES
 from losses.adversarial import D_LOSSES
-from tests.conftest import random_batch
+from tests.helpers import random_batch
+from trainers.checkpoint import read_checkpoint
 from trainers.steps import GANSteps
 
 PRESETS = zoo.list_models()
@@ -117,3 +121,73 @@ def test_inpaint_pads_any_size(name):
     result = zoo.inpaint(G, image, mask)
     assert result.shape == image.shape
     assert torch.equal(result * (1 - mask), image * (1 - mask))
+
+
+# Narrow discriminators of the same designs, so that every preset trains in seconds.
+TINY_DISCRIMINATORS = {"patchgan": {"cnum": 8}, "global_local": {"cnum": 2, "fc_width": 16},
+                       "stylegan": {"channel_max": 16}}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_trains_two_steps_through_the_trainer(name, tmp_path, monkeypatch):
+    """Every preset, at its tiny width, trains through the one trainer with its own recipe: the recipe's loss
+    terms and penalties are logged and finite, D takes the recipe's critic steps, G's weights move, and the
+    checkpoint loads back into the preset."""
+    from losses import term_names
+    from trainers.config import resolve_config
+    from trainers.samples import aux_scalars
+    from trainers.trainer import train
+
+    preset = zoo.get_preset(name)
+    recipe = preset.recipe
+    calls = {"D": 0, "G": 0}
+    initial = {}
+
+    def count(method, key):
+        def wrapped(self, *args, **kwargs):
+            if key == "G" and not calls["G"]:
+                initial.update({k: v.detach().clone() for k, v in self.G.named_parameters() if v.requires_grad})
+            calls[key] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(GANSteps, "discriminator", count(GANSteps.discriminator, "D"))
+    monkeypatch.setattr(GANSteps, "generator", count(GANSteps.generator, "G"))
+    sets = ["log_every=1", "save_every=2", "sample_every=2", "preview_count=2"]
+    sets += [f"recipe.discriminator_kwargs.{k}={v}" for k, v in TINY_DISCRIMINATORS.get(recipe.discriminator,
+                                                                                         {}).items()]
+    flags = dict(size=preset.tiny_size, batch_size=2, max_steps=2, out=str(tmp_path / "run"), workers=0,
+                 tracker="none", cpu=True)
+    sets += [f"model_kwargs.{k}={json.dumps(v)}" for k, v in preset.tiny.items()]  # tuples as YAML lists
+    run = train(resolve_config(name, flags=flags, sets=sets))
+
+    assert calls == {"D": 2 * recipe.adversarial.d_steps, "G": 2}
+    logs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logs] == [1, 2]
+    expected = {f"G/{t}" for t in term_names(recipe.losses)} | {"G/loss", "G/adv", "D/loss"}
+    if recipe.adversarial.loss == "wgan_gp":
+        expected.add("D/gp")
+    for entry in logs:
+        assert expected <= set(entry), expected - set(entry)
+        assert all(math.isfinite(v) for v in entry.values() if isinstance(v, float))
+    if recipe.adversarial.r1_gamma:  # lazy R1 on D update 0, then every r1_interval updates
+        assert "D/r1" in logs[0] and ("D/r1" in logs[1]) == (recipe.adversarial.r1_interval <= 2)
+
+    state = read_checkpoint(run)
+    fresh = zoo.create_model(name, **preset.tiny)
+    assert state["G"].keys() == fresh.state_dict().keys()
+    assert (state["G_ema"] is not None) == bool(recipe.ema_kimg)
+    # The optimiser steps G: nearly every weight moves (a few may not at a tiny width, e.g. a dead ReLU unit).
+    moved = [k for k, v in initial.items() if not torch.equal(v, state["G"][k].to(v.device))]
+    assert len(initial) == sum(p.requires_grad for p in fresh.parameters())
+    assert len(moved) >= 0.75 * len(initial), sorted(set(initial) - set(moved))
+    assert list((run / "samples").glob("*.png"))
+    G = zoo.load(name, checkpoint=sorted((run / "checkpoints").glob("*.pt"))[-1], **preset.tiny)
+    image, mask = random_batch(size=preset.tiny_size)
+    conditioning = recipe.condition(image, mask) if recipe.condition else {}
+    completed = zoo.inpaint(G, image, mask, **conditioning)
+    assert torch.isfinite(completed).all() and torch.equal(completed * (1 - mask), image * (1 - mask))
+    with torch.no_grad():  # the generator's per-image extras (attention temperatures, ...) are logged
+        aux = aux_scalars(G(image * (1 - mask), mask, **conditioning))
+    assert {k for k in logs[-1] if k.startswith("aux/")} == set(aux)

@@ -10,20 +10,8 @@ from PIL import Image
 from data import InpaintingStream, fixed_batch, list_images, make_mask, read_mask_file, read_split, write_split
 from data.images import default_images, resolve_source
 from data.masks import MASK_GENERATORS
+from tests.helpers import write_images
 from zoo.errors import MaskError, ZooError
-
-
-def write_images(folder, n, size=40):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        sub = folder / ("nested" if i % 2 else "")
-        sub.mkdir(exist_ok=True)
-        path = sub / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (size, size + 7, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 def test_folder_is_listed_recursively_and_bad_paths_fail_clearly(tmp_path):
@@ -125,9 +113,20 @@ def test_stream_is_a_pure_function_of_seed_and_index(tmp_path):
     assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (1, 32, 32)
     assert item["image"].min() >= -1 and item["image"].max() <= 1
     assert not torch.equal(a[4]["mask"], a[5]["mask"])
-    # every image appears once per epoch
-    firsts = {InpaintingStream(paths, 32, "box", seed=1, augment=False)._image_index(k)[0][k % 3] for k in range(3)}
-    assert firsts == {0, 1, 2}
+    # every image appears once per epoch, in an order that changes from epoch to epoch
+    paths = write_images(tmp_path / "six", 6)
+    originals = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    stream = InpaintingStream(paths, 32, "box", seed=1, augment=False)
+
+    def shown(k):
+        image, skipped = stream._load(k)
+        assert skipped == 0
+        return next(i for i, original in enumerate(originals) if np.array_equal(image, original))
+
+    epochs = [[shown(k) for k in range(e * 6, (e + 1) * 6)] for e in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(6))
+    assert len({tuple(order) for order in epochs}) == 3 and epochs[0] != list(range(6))  # reshuffled
 
 
 def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path):

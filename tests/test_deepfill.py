@@ -1,17 +1,15 @@
-"""DeepFill v1/v2: official sizes, official checkpoint layouts, the v1 recipe through the real trainer."""
+"""DeepFill v1/v2: official sizes, official checkpoint layouts, fine-tuning from official weights."""
 
-import inspect
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import discriminators
-import trainers.steps
-import trainers.trainer
 import zoo
+from tests.helpers import count_parameters
 from trainers.config import resolve_config
+from trainers.trainer import train
 from zoo.errors import CheckpointError
 
 # nipponjo/deepfillv2-pytorch, both generator classes (reference/deepfill.md, appendix A), in their order:
@@ -128,9 +126,6 @@ def v2_official_state(layout, seed=0):
     return state
 
 
-def count(module):
-    return sum(p.numel() for p in module.parameters())
-
 
 def rev(t, dim):
     return t.index_select(dim, torch.tensor([2, 1, 0]))
@@ -143,12 +138,12 @@ def rev(t, dim):
 def test_generator_parameter_counts():
     with torch.device("meta"):
         v2, v1 = zoo.create_model("deepfill_v2"), zoo.create_model("deepfill_v1")
-    assert count(v2) == 4_052_478
-    assert count(v2.coarse) == 1_631_151  # stage 1; stage 2 is the rest
-    assert count(v2) - count(v2.coarse) == 2_421_327
-    assert count(v1) == 3_601_542
-    assert count(v1.coarse) == 1_448_227
-    assert count(v1) - count(v1.coarse) == 2_153_315
+    assert count_parameters(v2) == 4_052_478
+    assert count_parameters(v2.coarse) == 1_631_151  # stage 1; stage 2 is the rest
+    assert count_parameters(v2) - count_parameters(v2.coarse) == 2_421_327
+    assert count_parameters(v1) == 3_601_542
+    assert count_parameters(v1.coarse) == 1_448_227
+    assert count_parameters(v1) - count_parameters(v1.coarse) == 2_153_315
     # the official tables add up to the same totals
     assert sum(o * i * k * k + o for _, _, o, i, k in V2_LAYERS) == 4_052_478
     assert sum(o * i * k * k + o for _, o, i, k in V1_DAA233) == 3_601_542
@@ -158,10 +153,10 @@ def test_discriminator_parameter_counts():
     v2 = zoo.get_preset("deepfill_v2").recipe
     v1 = zoo.get_preset("deepfill_v1").recipe
     sn_patchgan = discriminators.create_discriminator(v2.discriminator, image_size=256, **v2.discriminator_kwargs)
-    assert count(sn_patchgan) == 5_946_816
+    assert count_parameters(sn_patchgan) == 5_946_816
     critics = discriminators.create_discriminator(v1.discriminator, image_size=256, **v1.discriminator_kwargs)
-    assert count(critics.local_critic) == 4_339_329
-    assert count(critics.global_critic) == 2_733_441
+    assert count_parameters(critics.local_critic) == 4_339_329
+    assert count_parameters(critics.global_critic) == 2_733_441
     assert v1.adversarial.d_steps == 5 and v1.adversarial.loss == "wgan_gp" and v1.adversarial.gp_hole_only
     assert v2.adversarial.d_steps == 1 and v2.adversarial.loss == "hinge"
 
@@ -308,46 +303,7 @@ def test_bad_checkpoints_name_the_offending_keys(tmp_path):
 # Training through the one trainer
 
 
-def test_trainer_has_no_family_branches():
-    for module in (trainers.trainer, trainers.steps):
-        assert "deepfill" not in inspect.getsource(module).lower()
-
-
-def _train(tmp_path, model, monkeypatch, **flags):
-    calls = {"D": 0, "masks": []}
-
-    class CountingSteps(trainers.steps.GANSteps):
-        def discriminator(self, image, mask, out, update_index):
-            calls["D"] += 1
-            calls["masks"].append(mask.detach().clone())
-            return super().discriminator(image, mask, out, update_index)
-
-    monkeypatch.setattr(trainers.trainer, "GANSteps", CountingSteps)
-    cfg = resolve_config(model=model, width=8, flags=dict(size=64, batch_size=2, workers=0, tracker="none",
-                                                          out=str(tmp_path / "run"), **flags))
-    run = trainers.trainer.train(cfg)
-    return cfg, run, calls
-
-
-def test_v1_trains_with_its_recipe(tmp_path, monkeypatch):
-    cfg, run, calls = _train(tmp_path, "deepfill_v1", monkeypatch, max_steps=2, log_every=1)
-    assert cfg["masks"] == "box"  # rectangular holes, as the paper trained
-    assert calls["D"] == 2 * 5  # five critic updates per generator update
-    for mask in calls["masks"]:
-        for m in mask[:, 0]:
-            ys, xs = torch.nonzero(m, as_tuple=True)
-            assert len(ys) > 0
-            box = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-            assert torch.all(box == 1) and m.sum() == box.numel()  # one filled rectangle
-    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2
-    stats = json.loads(lines[-1])
-    for key in ("D/gp", "G/adv", "G/discounted_l1/0", "G/discounted_l1/1", "G/l1/0", "G/l1/1"):
-        assert key in stats and stats[key] == stats[key], key  # present and not NaN
-    assert stats["G/discounted_l1/1"] > 0
-
-
-def test_init_from_an_official_checkpoint(tmp_path, monkeypatch):
+def test_init_from_an_official_checkpoint(tmp_path):
     """``zoo train --init-from states_tf_*.pth``: converted weights, TF behaviour kept in the run's checkpoint."""
     torch.manual_seed(0)
     source = zoo.create_model("deepfill_v2", cnum=8)
@@ -355,7 +311,10 @@ def test_init_from_an_official_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "states_tf_tiny.pth"
     torch.save({"G": official}, path)
     expected = zoo.load("deepfill_v2", checkpoint=path, cnum=8).state_dict()
-    _, run, _ = _train(tmp_path, "deepfill_v2", monkeypatch, max_steps=1, init_from=str(path))
+    cfg = resolve_config(model="deepfill_v2", width=8, flags=dict(size=64, batch_size=2, workers=0, tracker="none",
+                                                                  max_steps=1, init_from=str(path),
+                                                                  out=str(tmp_path / "run")))
+    run = train(cfg)
     saved = torch.load(next((Path(run) / "checkpoints").glob("*.pt")), weights_only=True, map_location="cpu")["G"]
     assert bool(saved["flag_tf_mode"])
     for key, value in expected.items():  # one Adam step (lr 1e-4) away from the converted weights

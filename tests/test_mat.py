@@ -1,12 +1,10 @@
-"""MAT: sizes and counts of the official model, its building blocks, randomness control, checkpoints, training."""
+"""MAT: sizes and counts of the official model, its building blocks, randomness control, checkpoints."""
 
-import json
 import math
 import pickle
 import sys
 import types
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +15,7 @@ from torch import nn
 import discriminators
 import zoo
 from data.masks import make_mask
-from tests.conftest import random_batch
-from trainers.config import resolve_config
-from trainers.trainer import train
+from tests.helpers import random_batch
 from zoo.errors import CheckpointError, InputSizeError
 from zoo.layers.stylegan2 import ModulatedConv2d, conv2d_resample, fir_filter, upfirdn2d, upsample2d
 from zoo.mat import TINY, Conv2dLayerPartial, SwinTransformerBlock, WindowAttention
@@ -419,24 +415,7 @@ def test_g_only_state_dict_with_and_without_noise_entries(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Training through the shared trainer
-
-
-def test_tiny_mat_trains_through_the_trainer(tmp_path):
-    sets = [f"model_kwargs.{k}={v}" for k, v in TINY.items()] + ["recipe.discriminator_kwargs.channel_max=16"]
-    cfg = resolve_config(model="mat", sets=sets, flags=dict(size=64, batch_size=2, workers=0, tracker="none",
-                                                            max_steps=2, log_every=1, out=str(tmp_path / "run")))
-    run = Path(train(cfg))
-    logs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in logs] == [1, 2]
-    assert "D/r1" in logs[0] and "D/r1" not in logs[1]  # lazy R1 on D update 0 only (interval 16)
-    assert all(math.isfinite(v) for entry in logs for v in entry.values() if isinstance(v, float))
-    assert "G/perceptual/-1" in logs[0] and "G/adv" in logs[0]
-    checkpoint = torch.load(next((run / "checkpoints").glob("*.pt")), weights_only=True)
-    assert set(checkpoint["G"]) == set(checkpoint["G_ema"])
-    assert checkpoint["G"]["mapping.w_avg"].abs().sum() > 0  # the mapping tracked its mean w in training
-    assert set(checkpoint["D"]) >= {"Dis.0.conv.weight", "Dis_stg1.0.conv.weight", "fc1_stg1.bias"}
-    assert (run / "samples").is_dir()
+# The CLI
 
 
 def test_cli_writes_several_seeded_variants(tmp_path):

@@ -1,6 +1,5 @@
-"""MHTMA: parameter counts, the attention module's invariants, the generator, the sketch pipeline, training."""
+"""MHTMA: parameter counts, the attention module's invariants, the generator, the sketch pipeline."""
 
-import json
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from skimage.morphology import skeletonize
 
 import discriminators
 import zoo
-from tests.conftest import random_batch
+from tests.helpers import count_parameters, random_batch
 from zoo.errors import InputSizeError, ZooError
 from zoo.mhtma import (
     MultiHeadTemperatureMaskedAttention,
@@ -20,10 +19,6 @@ from zoo.mhtma import (
     sketch_from_drawing,
     sketch_steps,
 )
-
-
-def count(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 def tiny(name="mhtma"):
@@ -40,18 +35,18 @@ def test_parameter_counts_match_the_spec():
         G_sketch = zoo.create_model("mhtma_sketch")
         recipe = zoo.get_preset("mhtma").recipe
         D = discriminators.create_discriminator(recipe.discriminator, image_size=256, **recipe.discriminator_kwargs)
-    assert count(G) == 4_063_312
-    assert count(G.coarse) == 1_629_951
-    assert count(G) - count(G.coarse) == 2_433_361  # refinement network
-    assert count(G.conv_branch) == 991_200
-    assert count(G.attention_in) == 451_392
-    assert count(G.attention) == 175_714 and count(G.attention.temperature) == 166_402
-    assert count(G.attention_out) == 332_160
-    assert count(G.decoder) == 482_895
-    assert count(G_sketch) == 4_066_912
-    assert count(G_sketch.coarse) == 1_631_151  # = DeepFill v2 stage 1 (5-channel input): a layer-list check
-    assert count(D) == 45_056_769
-    assert count(D.global_critic) == 25_804_416 and count(D.local_critic) == 19_250_304
+    assert count_parameters(G) == 4_063_312
+    assert count_parameters(G.coarse) == 1_629_951
+    assert count_parameters(G) - count_parameters(G.coarse) == 2_433_361  # refinement network
+    assert count_parameters(G.conv_branch) == 991_200
+    assert count_parameters(G.attention_in) == 451_392
+    assert count_parameters(G.attention) == 175_714 and count_parameters(G.attention.temperature) == 166_402
+    assert count_parameters(G.attention_out) == 332_160
+    assert count_parameters(G.decoder) == 482_895
+    assert count_parameters(G_sketch) == 4_066_912
+    assert count_parameters(G_sketch.coarse) == 1_631_151  # = DeepFill v2 stage 1 (5-channel input): a layer-list check
+    assert count_parameters(D) == 45_056_769
+    assert count_parameters(D.global_critic) == 25_804_416 and count_parameters(D.local_critic) == 19_250_304
 
 
 # ---- the MHTMA module ----
@@ -292,34 +287,7 @@ def test_user_drawing_is_thinned_to_one_pixel():
     assert lines[20:27].sum(0).max() == 1
 
 
-# ---- training through the shared trainer ----
-
-
-def test_a_few_training_steps_of_the_tiny_sketch_preset(tmp_path):
-    """Two steps through the shared trainer (mhtma_sketch: the plain preset's path plus the sketch condition)."""
-    from trainers.config import resolve_config
-    from trainers.trainer import train
-
-    # the tiny generator and a narrow discriminator of the same layout, so that two steps take seconds
-    sets = ["log_every=1", "preview_count=2", "model_kwargs.temperature_width=8",
-            "recipe.discriminator_kwargs.cnum=2", "recipe.discriminator_kwargs.fc_width=16"]
-    flags = dict(size=64, batch_size=2, max_steps=2, out=str(tmp_path / "run"), workers=0, tracker="none")
-    cfg = resolve_config("mhtma_sketch", flags=flags, sets=sets, width=8)
-    assert cfg["masks"] == "free_form_and_square"
-    run_dir = train(cfg)
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [1, 2]
-    for metrics in lines:
-        assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
-        assert {"G/l1/0", "G/l1/1", "G/perceptual/0", "G/adv", "D/loss"} <= metrics.keys()
-        assert metrics["aux/temperature_0"] > 0 and metrics["aux/temperature_1"] > 0
-    checkpoint = run_dir / "checkpoints" / "step_0000002.pt"
-    G = zoo.load("mhtma_sketch", checkpoint, cnum=8, temperature_width=8)  # the checkpoint fits the preset
-    image, mask = random_batch()
-    sketch = torch.zeros_like(mask)
-    sketch[..., 30, :] = 1
-    result = zoo.inpaint(G, image, mask, sketch=sketch)
-    assert torch.isfinite(result).all() and torch.equal(result * (1 - mask), image * (1 - mask))
+# ---- the CLI ----
 
 
 def test_cli_inpaint_takes_a_drawn_sketch(tmp_path, capsys):

@@ -1,17 +1,12 @@
-"""RA (region-aware attention): region masks, dictionary read-out, resolution handling, counts, training."""
+"""RA (region-aware attention): region masks, dictionary read-out, resolution handling, counts."""
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import zoo
-from tests.conftest import random_batch
-from trainers.checkpoint import list_checkpoints, read_checkpoint
-from trainers.config import resolve_config
-from trainers.trainer import train
+from tests.helpers import count_parameters, random_batch
 from zoo.errors import InputSizeError, ZooError
 from zoo.ra import (
     LocalGlobalAttention,
@@ -30,9 +25,6 @@ def tiny(**overrides):
     torch.manual_seed(0)
     return zoo.create_model("ra", **{**zoo.get_preset("ra").tiny, **overrides})
 
-
-def count(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("train_mode", [True, False])
@@ -183,12 +175,12 @@ def test_paper_width_parameter_count_matches_the_spec():
         small = zoo.create_model("ra", image_size=64)
     linear1 = G.lga1.global_branch.region_masks.grid_linear
     linear2 = G.lga2.global_branch.region_masks.grid_linear
-    assert count(G) == 24_175_695  # reference/ra.md §8
-    assert count(linear1) == 16_781_312 and count(linear2) == 1_049_600
-    assert count(G) - count(linear1) - count(linear2) == 6_344_783
-    assert count(G.lga1) == 16_854_148 and count(G.lga2) == 1_267_592
-    assert count(G.lga1.local_branch) == 37_508 and count(G.lga1.fusion) == 6_336
-    assert count(small) == 6_414_735  # full widths built for 64 x 64
+    assert count_parameters(G) == 24_175_695  # reference/ra.md §8
+    assert count_parameters(linear1) == 16_781_312 and count_parameters(linear2) == 1_049_600
+    assert count_parameters(G) - count_parameters(linear1) - count_parameters(linear2) == 6_344_783
+    assert count_parameters(G.lga1) == 16_854_148 and count_parameters(G.lga2) == 1_267_592
+    assert count_parameters(G.lga1.local_branch) == 37_508 and count_parameters(G.lga1.fusion) == 6_336
+    assert count_parameters(small) == 6_414_735  # full widths built for 64 x 64
     with torch.device("meta"):
         for n in (8, 32):  # the paper's ablation: n changes the 5x5 conv, the refinement and the dictionary
             G_n = zoo.create_model("ra", num_regions=n)
@@ -208,20 +200,3 @@ def test_recipe_matches_the_spec():
     assert r.optim_g.lr == r.optim_d.lr == 1e-4 and r.optim_g.betas == (0.5, 0.999) and r.batch_size == 8
 
 
-def test_a_few_training_steps_through_the_real_trainer(tmp_path):
-    flags = dict(size=64, batch_size=2, max_steps=2, out=str(tmp_path / "run"), tracker="none", workers=0)
-    cfg = resolve_config("ra", flags=flags, width=8, sets=["log_every=1", "sample_every=2", "save_every=2"])
-    assert cfg["model_kwargs"] == {"cnum": 8, "num_regions": 16, "image_size": 64}  # built for the training size
-    run = train(cfg)
-    assert [p.name for p in list_checkpoints(run)] == ["step_0000002.pt"]
-    state = read_checkpoint(run)
-    assert state["G"]["lga1.global_branch.region_masks.grid_linear.weight"].shape == (256, 256)
-    assert state["G"]["trained_size"].tolist() == [64, 64]
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2]
-    for record in records:
-        assert {"G/l1/-1", "G/perceptual/-1", "G/style/-1", "G/adv", "D/loss", "G/loss"} <= set(record)
-        assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
-    grid = Image.open(run / "samples" / "step_0000002.png")
-    columns = 4 + len(AUX_IMAGES)  # input | prediction | completed | target | three region maps
-    assert grid.size == (columns * 64 + (columns + 1) * 2, 4 * 64 + 5 * 2)  # 4 preview rows, padding 2
