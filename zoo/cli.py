@@ -214,7 +214,7 @@ def cmd_weights_download(args) -> int:
     if not args.tags and not args.all:
         raise ZooError("name the weights to download (zoo weights download mat.places512 ...) or pass --all")
     failed = 0
-    for key, (name, entry) in _weight_keys(args):
+    for key, (_name, entry) in _weight_keys(args):
         if args.all and not entry.sources:
             print(f"skip {key}: manual download from {entry.origin}")
             continue
@@ -234,7 +234,7 @@ def cmd_weights_verify(args) -> int:
     from zoo.hub import cached_file, cached_ok, quarantine
 
     checked = bad = 0
-    for key, (name, entry) in _weight_keys(args):
+    for key, (_name, entry) in _weight_keys(args):
         path = cached_file(key, entry)
         if not path.is_file():
             if args.tags:

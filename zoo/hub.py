@@ -29,10 +29,18 @@ import torch
 from torch import nn
 
 from zoo import checkpoint_format as fmt
-from zoo.download import (check_file, digests, download_gdrive, download_url, hash_matches, offline, read_sidecar,
-                          write_sidecar)
+from zoo.download import (
+    check_file,
+    digests,
+    download_gdrive,
+    download_url,
+    hash_matches,
+    offline,
+    read_sidecar,
+    write_sidecar,
+)
 from zoo.errors import CheckpointError, DownloadError, WeightsMissingError, ZooError
-from zoo.registry import UnknownModelError, get_preset, list_models
+from zoo.registry import get_preset, list_models
 from zoo.weights_table import GDriveFile, HFFile, URLFile, WeightEntry, env_name
 
 HF_PREFIX, LOCAL_PREFIX = "hf-hub:", "local-dir:"
