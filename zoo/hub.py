@@ -367,6 +367,10 @@ def resolve_source(source, model: str | None = None, progress: bool = True) -> R
         path = newest
     if path.is_file():
         obj = read_file(path)
+        if obj is None and model in list_models():  # an official pickle: the family's reader, in memory
+            readers = [e.reader for e in get_preset(model).checkpoints.values() if e.reader is not None]
+            if readers:
+                obj = fmt.make_bundle(readers[0](path))
         return Resolved(obj, path, str(path), fmt.saved_model_name(obj), fmt.saved_model_kwargs(obj))
     if _looks_like_tag(text):
         preset_given = "." in text and text.split(".", 1)[0] in list_models()
