@@ -466,6 +466,19 @@ def test_publish_then_load_the_folder_gives_identical_outputs(tiny_run, tmp_path
     assert report["discriminator_keys"] == len(ckpt["D"])
     assert cli(["publish", str(tiny_run), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+    # the same folder uploaded to the Hub: a pre-filled Hub cache loads it offline (no discriminator needed)
+    fill_hf_cache(tmp_path / "hf-home", "someorg/my-deepfill",
+                  {n: (out / n).read_bytes() for n in ("config.json", "model.safetensors")})
+    from_hub = zoo.load("hf-hub:someorg/my-deepfill")
+    assert torch.equal(zoo.inpaint(from_hub, image, mask), zoo.inpaint(original, image, mask))
+    assert cli(["publish", str(tiny_run), "--out", str(tmp_path / "again"), "--push", "someorg/x"]) == 2
+    assert "uploads are off" in capsys.readouterr().err
+
+
+def test_cache_dir_option_moves_the_cache(tmp_path, capsys):
+    assert cli(["--cache-dir", str(tmp_path / "elsewhere"), "weights", "path", "mat.places512"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "elsewhere" / "mat.places512" /
+                                                  "Places_512_FullData_G.pth")
 
 
 def test_optimizer_state_comes_only_from_zoo_checkpoints_when_asked(tiny_run):
