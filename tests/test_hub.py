@@ -302,6 +302,9 @@ def test_tags_resolve_by_preset_and_unknown_ones_list_the_known(monkeypatch):
     with pytest.raises(CheckpointError, match="not loaded: no converter"):
         zoo.load("deepfill_v2.places_mmagic")
     assert cli(["weights", "path", "mat.nope"]) == 2
+    from trainers.evaluate import parse_entry
+
+    assert parse_entry("mat,weights=mat.places512,label=m").checkpoint == "mat.places512"
 
 
 def test_every_release_is_described():

@@ -179,7 +179,7 @@ def download_gdrive(file_id: str, dest, expected: str | None = None, kind: str =
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     try:
-        got = gdown.download(id=file_id, output=str(part), quiet=not progress, resume=True)
+        got = gdown.download(id=file_id, output=str(part), quiet=not progress, resume=True, timeout=_timeout())
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _no_space(part, exc) from None
