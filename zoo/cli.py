@@ -190,7 +190,7 @@ def _weight_keys(args):
 def cmd_weights(args) -> int:
     """The table of released weights: tag, model, data, resolution, size, licence, hash, sources, cached."""
     from zoo.download import read_sidecar
-    from zoo.hub import all_entries, cached_file
+    from zoo.hub import all_entries, cache_root, cached_file
 
     rows = [("tag", "model", "data", "res", "size", "license", "hash", "source", "cached")]
     for key, name, entry in all_entries():
@@ -204,7 +204,7 @@ def cmd_weights(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    print(f"cache: {cached_file('x', entry).parent.parent}  (ZOO_CACHE / --cache-dir)")
+    print(f"cache: {cache_root()}  (ZOO_CACHE / --cache-dir)")
     return 0
 
 

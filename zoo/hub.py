@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,8 @@ def _hf_download(repo: str, filename: str, revision: str = "main", optional: boo
 
 def _missing_message(key: str, entry: WeightEntry, path: Path, reason: str) -> str:
     sources = ", ".join(str(s) for s in entry.sources) or f"manual download from {entry.origin or 'its authors'}"
-    return (f"weights {key} ({entry.filename}, {entry.hash_text()}) {reason}: put the file at {path} "
+    beside = f", with {' and '.join(entry.companions)} beside it" if entry.companions else ""
+    return (f"weights {key} ({entry.filename}, {entry.hash_text()}) {reason}: put the file at {path}{beside} "
             f"(sources: {sources})")
 
 
@@ -213,7 +215,8 @@ def resolve_entry(key: str, entry: WeightEntry, progress: bool = True) -> Path:
     with filelock.FileLock(str(path) + ".lock"):  # DDP ranks, two shells: one downloads, the others wait
         if path.is_file() and not cached_ok(path, expected, kind, entry.size):
             moved = quarantine(path)
-            print(f"warning: cached {path.name} failed its check; moved to {moved}, downloading again")
+            print(f"warning: cached {path.name} failed its check; moved to {moved}, downloading again",
+                  file=sys.stderr)
         if not path.is_file():
             errors = []
             for source in sources:
