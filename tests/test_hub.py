@@ -495,6 +495,20 @@ def test_optimizer_state_comes_only_from_zoo_checkpoints_when_asked(tiny_run):
     assert all(torch.equal(v, ckpt["G_ema"][k]) for k, v in G.state_dict().items())  # EMA, not G
 
 
+
+def test_the_trainer_restores_optimisers_only_when_asked(tiny_run, tmp_path):
+    steps = {}
+    for restore in (True, False):
+        cfg = resolve_config("deepfill_v2", width=8, sets=[f"init.optimizers={str(restore).lower()}"],
+                             flags=dict(size=64, batch_size=2, workers=0, tracker="none", max_steps=1,
+                                        sample_every=100, init_from=str(tiny_run), out=str(tmp_path / str(restore))))
+        run = Path(train(cfg))
+        ckpt = torch.load(fmt.newest_checkpoint(run), weights_only=True)
+        steps[restore] = {int(v["step"]) for v in ckpt["opt_g"]["state"].values()}
+        assert yaml.safe_load((run / "config.yaml").read_text())["initialised_from"]["optimizers"] is restore
+    assert steps == {True: {2}, False: {1}}  # Adam's counters continue from the source's one step
+
+
 def test_resolving_a_published_folder_needs_its_config(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="config.json"):
