@@ -7,15 +7,13 @@ RNG states of every process, plus the resolved config, so ``--resume`` continues
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
 
+from zoo.checkpoint_format import FORMAT, REQUIRED_KEYS
+from zoo.checkpoint_format import STEP_FILE as _NAME
 from zoo.errors import CheckpointError
-
-FORMAT = "inpaint-zoo-checkpoint/1"
-_NAME = re.compile(r"step_(\d+)\.pt$")
 
 
 def checkpoint_path(run_dir, step: int) -> Path:
@@ -55,7 +53,7 @@ def read_checkpoint(path) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an inpaint-zoo training checkpoint")
-    missing = [k for k in ("G", "D", "opt_g", "opt_d", "step", "config") if k not in state]
+    missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     state["path"] = str(path)

@@ -40,6 +40,9 @@ TRAIN_DEFAULTS = dict(
     ddp_find_unused=False,
     deterministic=False,
     init_from=None,
+    # --init-from: also load the source's discriminator; restore both optimisers (zoo checkpoints only)
+    init=dict(discriminator=True, optimizers=False),
+    freeze=[],  # generator parameter-name prefixes kept fixed while fine-tuning
 )
 
 DEMO_SIZE, DEMO_BATCH = 128, 4  # with no --data: the embedded photos, small enough for a laptop CPU
@@ -122,10 +125,10 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
     if name is None:
         raise ZooError("no model given: pass --model NAME (see `zoo list`)")
     preset = get_preset(name)
-    cfg = {**TRAIN_DEFAULTS, "model": name, "model_kwargs": dict(preset.defaults),
+    cfg = {**TRAIN_DEFAULTS, "init": dict(TRAIN_DEFAULTS["init"]), "model": name, "model_kwargs": dict(preset.defaults),
            "masks": preset.recipe.masks, "mask_kwargs": dict(preset.recipe.mask_kwargs),
            "ema_kimg": preset.recipe.ema_kimg, "recipe": recipe_to_dict(preset.recipe)}
-    unknown = set(file_cfg) - set(cfg) - {"warnings", "resolved"}
+    unknown = set(file_cfg) - set(cfg) - {"warnings", "resolved", "initialised_from"}
     if unknown:
         raise ZooError(f"config file {config_file}: unknown settings {sorted(unknown)}")
     cfg.update({k: v for k, v in file_cfg.items() if k in cfg})

@@ -32,6 +32,7 @@ from trainers.config import recipe_from_dict, save_yaml
 from trainers.samples import aux_scalars, sample_grid, save_grid
 from trainers.steps import GANSteps
 from zoo.errors import ZooError
+from zoo.hub import init_from
 from zoo.registry import create_model, get_preset
 
 
@@ -110,10 +111,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     G = create_model(cfg["model"], **cfg["model_kwargs"])
     D = discriminators.create_discriminator(recipe.discriminator, image_size=cfg["size"],
                                             **recipe.discriminator_kwargs)
-    if cfg["init_from"] and not checkpoint:
-        from zoo.hub import load_generator_weights
-
-        load_generator_weights(G, cfg["init_from"], cfg["model"])
+    init = init_from(G, D, cfg["init_from"], cfg) if cfg["init_from"] and not checkpoint else None
     ema_beta = None
     if cfg["ema_kimg"]:
         ema_beta = 0.5 ** (cfg["batch_size"] * accelerator.num_processes / (cfg["ema_kimg"] * 1000))
@@ -126,6 +124,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
                              eps=recipe.optim_g.eps, weight_decay=recipe.optim_g.weight_decay)
     opt_d = torch.optim.Adam(D.parameters(), lr=recipe.optim_d.lr, betas=recipe.optim_d.betas,
                              eps=recipe.optim_d.eps, weight_decay=recipe.optim_d.weight_decay)
+    if init and init.get("optimizer_states"):  # --set init.optimizers=true from a zoo checkpoint
+        for opt, state in zip((opt_g, opt_d), init.pop("optimizer_states")):
+            opt.load_state_dict(state)
 
     # ---- data: a deterministic stream of samples, sharded over processes by accelerate ----
     samples_needed = (cfg["max_steps"] * adv.d_steps + 1) * cfg["batch_size"] * accelerator.num_processes
@@ -159,7 +160,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
         run_dir.mkdir(parents=True, exist_ok=True)
         for note in notes:
             print(f"warning: {note}")
-        cfg = {**cfg, "out": str(run_dir), "warnings": notes}
+        cfg = {**cfg, "out": str(run_dir), "warnings": notes, **({"initialised_from": init} if init else {})}
+        if init:
+            print(init["summary"])
         save_yaml(cfg, run_dir / "config.yaml")
     if tracker:
         accelerator.init_trackers("inpaint-zoo", config=_flat(cfg),

@@ -7,22 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.contract import check_binary_mask, check_inputs, composite
-from zoo.hub import load_generator_weights, read_file, saved_model_kwargs
-from zoo.registry import create_model, get_preset
+from zoo.hub import load_model
+from zoo.registry import get_preset
 
 
-def load(name: str, checkpoint=None, device="cpu", ema: bool = True, **overrides) -> nn.Module:
-    """Build preset ``name`` and load ``checkpoint`` if given; eval mode.
+def load(name: str | None = None, checkpoint=None, device="cpu", ema: bool = True, pretrained=None,
+         **overrides) -> nn.Module:
+    """Build preset ``name`` with weights from ``checkpoint`` (any SOURCE, see ``zoo.hub``); eval mode.
 
-    A zoo training checkpoint rebuilds the generator with the arguments it was trained with (width, size);
-    ``overrides`` win over those. The EMA generator is used when the checkpoint has one and ``ema``.
+    ``load("mat", pretrained="places512")``, ``load("mat.places512")``, ``load("hf-hub:ORG/REPO")``,
+    ``load("local-dir:DIR")``, ``load(name, checkpoint=PATH | TAG | hf-hub:... | local-dir:...)``.
+    A zoo checkpoint or published folder rebuilds the generator with the arguments it was trained with
+    (width, size); ``overrides`` win over those. The EMA generator is used when there is one and ``ema``.
     """
-    if checkpoint is None:
-        return create_model(name, **overrides).eval().to(device)
-    obj = read_file(checkpoint)
-    model = create_model(name, **{**saved_model_kwargs(obj), **overrides})
-    load_generator_weights(model, checkpoint, name, ema=ema, obj=obj)
-    return model.eval().to(device)
+    return load_model(name, checkpoint, pretrained=pretrained, ema=ema, **overrides).eval().to(device)
 
 
 def _pad(x, pad_h, pad_w):

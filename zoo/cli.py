@@ -1,4 +1,4 @@
-"""``zoo``: list, train, split, inpaint, eval, compare.
+"""``zoo``: list, train, split, inpaint, eval, compare, weights, publish.
 
 Bad input (paths, images, masks, checkpoints, model names, settings) ends with one ``error:`` line and
 exit status 2, never a traceback.
@@ -165,6 +165,117 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _human_size(n) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+
+
+def _weight_keys(args):
+    from zoo.hub import all_entries, find_entry
+
+    entries = {key: (name, entry) for key, name, entry in all_entries()}
+    if getattr(args, "all", False) or not args.tags:
+        return list(entries.items())
+    chosen = []
+    for tag in args.tags:
+        name, entry = find_entry(tag)
+        chosen.append((f"{name}.{entry.tag}", (name, entry)))
+    return chosen
+
+
+def cmd_weights(args) -> int:
+    """The table of released weights: tag, model, data, resolution, size, licence, hash, sources, cached."""
+    from zoo.download import read_sidecar
+    from zoo.hub import all_entries, cache_root, cached_file
+
+    rows = [("tag", "model", "data", "res", "size", "license", "hash", "source", "cached")]
+    for key, name, entry in all_entries():
+        path = cached_file(key, entry)
+        record = read_sidecar(path) if path.is_file() else None
+        size = entry.size or (record or {}).get("size")
+        rows.append((key, name, entry.data, str(entry.resolution or "?"), _human_size(size),
+                     entry.license.split(" (")[0], entry.hash_kind if entry.hash else "none",
+                     entry.source_kinds(), ("yes" if path.is_file() else "no") +
+                     ("" if entry.loadable else " (not loadable)")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"cache: {cache_root()}  (ZOO_CACHE / --cache-dir)")
+    return 0
+
+
+def cmd_weights_download(args) -> int:
+    from zoo.hub import resolve_entry
+
+    if not args.tags and not args.all:
+        raise ZooError("name the weights to download (zoo weights download mat.places512 ...) or pass --all")
+    failed = 0
+    for key, (_name, entry) in _weight_keys(args):
+        if args.all and not entry.sources:
+            print(f"skip {key}: manual download from {entry.origin}")
+            continue
+        try:
+            print(f"{key}: {resolve_entry(key, entry)}")
+        except ZooError as exc:
+            if not args.all:
+                raise
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def cmd_weights_verify(args) -> int:
+    """Re-hash every cached file (or the named ones); mismatches are moved to the quarantine folder."""
+    from zoo.download import read_sidecar
+    from zoo.hub import cached_file, cached_ok, quarantine
+
+    checked = bad = 0
+    for key, (_name, entry) in _weight_keys(args):
+        path = cached_file(key, entry)
+        if not path.is_file():
+            if args.tags:
+                print(f"{key}: not cached ({path})")
+            continue
+        checked += 1
+        if read_sidecar(path) is None and entry.hash is None:
+            print(f"{key}: no record and no published hash to check against; it is recorded on its next load")
+            continue
+        if cached_ok(path, entry.hash, entry.hash_kind, entry.size, full=True) or (
+                read_sidecar(path) is None and _published_hash_ok(path, entry)):
+            print(f"{key}: ok")
+        else:
+            bad += 1
+            print(f"{key}: MISMATCH, moved to {quarantine(path)}")
+    print(f"verified {checked} cached file(s), {bad} mismatch(es)")
+    return 1 if bad else 0
+
+
+def _published_hash_ok(path, entry) -> bool:
+    from zoo.download import digests, hash_matches
+
+    return hash_matches(digests(path, ("md5",) if entry.hash_kind == "md5" else ()), entry.hash, entry.hash_kind)
+
+
+def cmd_weights_path(args) -> int:
+    from zoo.hub import cached_file, find_entry
+
+    name, entry = find_entry(args.tag)
+    print(cached_file(f"{name}.{entry.tag}", entry))
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from zoo.hub import publish
+
+    out = publish(args.run, args.out, push=args.push, eval_dir=args.eval)
+    print(f"wrote {out}" + (f" and uploaded it to {args.push}" if args.push else ""))
+    return 0
+
+
 def _evaluation_flags(p) -> None:
     p.add_argument("--data", help="image folder, list file or split manifest (default: the embedded photos)")
     p.add_argument("--split", default="test", help="split of a manifest to score (default test)")
@@ -189,6 +300,8 @@ def _evaluation_flags(p) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="GAN inpainting model zoo")
+    parser.add_argument("--cache-dir", metavar="DIR", help="weights cache (default $ZOO_CACHE or "
+                        "~/.cache/inpaint-zoo)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="registered models").set_defaults(fn=cmd_list)
@@ -204,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, help="base width (cnum / dim) for a smaller model of the same design")
     t.add_argument("--out", help="run directory (default runs/MODEL-TIMESTAMP)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped")
-    t.add_argument("--init-from", metavar="CKPT", help="start G from a checkpoint (zoo or official format)")
+    t.add_argument("--init-from", metavar="SOURCE", help="fine-tune: G (EMA when present) and D from a path, "
+                   "weights tag (mat.places512), hf-hub:ORG/REPO or local-dir:DIR; --set init.discriminator=false, "
+                   "--set freeze=[PREFIX], --set init.optimizers=true")
     t.add_argument("--config", metavar="FILE.yaml", help="settings file, e.g. a run's config.yaml")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. recipe.optim_g.lr=2e-4 (repeatable)")
@@ -225,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inpaint", help="fill the holes of one image")
     i.add_argument("--model", required=True)
-    i.add_argument("--checkpoint", help="zoo run checkpoint or official weights")
+    i.add_argument("--weights", "--checkpoint", dest="checkpoint", metavar="SOURCE", help="path (run, checkpoint, "
+                   "official file), weights tag (mat.places512, see `zoo weights`), hf-hub:ORG/REPO or local-dir:DIR")
     i.add_argument("--image", required=True)
     i.add_argument("--mask", required=True, help="mask image, same size as the image")
     i.add_argument("--hole", choices=["white", "black"], default="white", help="which colour marks holes")
@@ -241,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score one model (or baseline) on a fixed mask set, per hole-ratio bucket")
     e.add_argument("--model", required=True, help="registered model, or a baseline: opencv_telea, opencv_ns")
-    e.add_argument("--checkpoint", help="zoo checkpoint (file or run directory) or official weights")
+    e.add_argument("--weights", "--checkpoint", dest="checkpoint", metavar="SOURCE", help="zoo checkpoint (file or "
+                   "run directory), official weights, weights tag, hf-hub:ORG/REPO or local-dir:DIR")
     e.add_argument("--width", type=int, help="base width (cnum / dim) when the checkpoint does not record it")
     e.add_argument("--out", help="output folder (default runs/eval-MODEL-MASKS-SIZE-TIMESTAMP)")
     _evaluation_flags(e)
@@ -249,16 +366,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="score several models on the same pairs: leaderboard, plot, image grid")
     c.add_argument("--model", required=True, action="extend", nargs="+", metavar="ENTRY",
-                   help="NAME[,checkpoint=PATH][,label=TEXT][,width=W] (repeatable), e.g. "
+                   help="NAME[,weights=SOURCE][,label=TEXT][,width=W] (repeatable), e.g. "
                    "deepfill_v2,checkpoint=runs/a opencv_telea opencv_ns")
     c.add_argument("--out", help="output folder (default runs/compare-MASKS-SIZE-TIMESTAMP)")
     _evaluation_flags(c)
     c.set_defaults(fn=cmd_compare)
+
+    w = sub.add_parser("weights", help="released weights: table, download, verify, path")
+    w.set_defaults(fn=cmd_weights)
+    wsub = w.add_subparsers(dest="weights_command")
+    wd = wsub.add_parser("download", help="fetch and verify weights into the cache")
+    wd.add_argument("tags", nargs="*", metavar="TAG", help="PRESET.TAG, e.g. mat.places512")
+    wd.add_argument("--all", action="store_true", help="every release that has a download source")
+    wd.set_defaults(fn=cmd_weights_download)
+    wv = wsub.add_parser("verify", help="re-hash cached files; move mismatches to the quarantine folder")
+    wv.add_argument("tags", nargs="*", metavar="TAG")
+    wv.set_defaults(fn=cmd_weights_verify)
+    wp = wsub.add_parser("path", help="where the cache keeps (or would keep) a release")
+    wp.add_argument("tag", metavar="TAG")
+    wp.set_defaults(fn=cmd_weights_path)
+
+    pub = sub.add_parser("publish", help="write a trained run as a Hugging Face Hub folder (safetensors, card)")
+    pub.add_argument("run", metavar="RUN", help="run directory (its newest checkpoint) or checkpoint file")
+    pub.add_argument("--out", required=True, help="folder to write (must be empty or new)")
+    pub.add_argument("--push", metavar="ORG/REPO", help="upload the folder to the Hugging Face Hub")
+    pub.add_argument("--eval", metavar="DIR", help="a `zoo eval` output folder whose results go into the card")
+    pub.set_defaults(fn=cmd_publish)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cache_dir:
+        os.environ["ZOO_CACHE"] = str(Path(args.cache_dir).expanduser().resolve())
     if getattr(args, "cpu", False):
         # Hide GPUs before anything initialises CUDA: torch.distributed's gloo barrier would otherwise pick
         # cuda:<local rank> on a machine with fewer GPUs than CPU processes.

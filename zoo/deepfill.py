@@ -25,6 +25,7 @@ from zoo.layers import ContextualAttention, ConvStack, GatedConv2d, UpConv2d
 from zoo.layers.contextual_attention import PATCH_NORMS
 from zoo.layers.gated_conv import resize_nearest_aligned
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
+from zoo.weights_table import CC_BY_NC, GDriveFile, URLFile, WeightEntry, weight_table
 
 # (name, width as a multiple of cnum, kernel, stride, dilation); "up" = nearest x2 then conv.
 COARSE_LAYERS = [
@@ -365,6 +366,19 @@ def convert_deepfill_v1(obj, path, model: nn.Module) -> dict:
                           f"torch_model.p layout); its first keys are {list(state)[:3]}")
 
 
+def read_daa233_tf(path) -> dict:
+    """daa233's ``torch_model.p`` (the TF v1 release in its trainer's layout) as ``{"G": its tensors}``, read
+    without running pickled code; the hub keeps it as a safetensors bundle."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read without running its pickled code ({type(exc).__name__}); "
+                              f"the zoo does not run code from weight files") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not daa233's torch_model.p state dict")
+    return {"G": {k: v for k, v in obj.items() if torch.is_tensor(v)}}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Presets
 
@@ -404,6 +418,63 @@ V1_RECIPE = Recipe(
     mask_kwargs=dict(max_size=128, max_delta=32),
 )
 
+# Released weights. nipponjo's README: Google Drive ids of the official TF v2 weights converted to his
+# networks_tf.py, and of his fine-tunes for networks.py; daa233's README: his PyTorch-trained v1 and the TF v1
+# release converted; mmagic's metafile.yml: URLs whose names end in the first 8 hex digits of the sha256.
+# None of the Drive files has a published hash.
+NIPPONJO = "https://github.com/nipponjo/deepfillv2-pytorch (README, Pretrained models)"
+DAA233 = "https://github.com/daa233/generative-inpainting-pytorch (README)"
+MMAGIC = "https://download.openmmlab.com/mmediting/inpainting/"
+OFFICIAL_NC = CC_BY_NC + ", the official DeepFill weights (JiahuiYu/generative_inpainting)"
+MMAGIC_LICENSE = "Apache-2.0 (the mmagic repository; no separate licence is stated for the weights)"
+MMAGIC_NOTE = ("mmagic's own re-training with reflect padding (v2 also a 5-channel stage-2 input): our DeepFill has "
+               "no such variant, so the file is listed and verifiable but not loadable")
+_V2 = dict(resolution=256, paper=PAPER_V2, origin=NIPPONJO)
+_MMAGIC = dict(resolution=256, format="mmagic", loadable=False, hash_kind="sha256-prefix", license=MMAGIC_LICENSE,
+               notes=MMAGIC_NOTE)
+V2_WEIGHTS = weight_table(
+    WeightEntry("places2", "states_tf_places2.pth", sources=(GDriveFile("1tvdQRmkphJK7FYveNAKSMWC6K09hJoyt"),),
+                license=OFFICIAL_NC, data="Places2", format="nipponjo_tf",
+                notes="the official v2.0.0 TF release converted by nipponjo (BGR, TF padding)", **_V2),
+    WeightEntry("celebahq", "states_tf_celebahq.pth", sources=(GDriveFile("1fTQVSKWwWcKYnmeemxKWImhVtFQpESmm"),),
+                license=OFFICIAL_NC, data="CelebA-HQ", format="nipponjo_tf",
+                notes="the official v2.0.0 TF release converted by nipponjo (BGR, TF padding)", **_V2),
+    WeightEntry("places2_ft", "states_pt_places2.pth", sources=(GDriveFile("1L63oBNVgz7xSb_3hGbUdkYW1IuRgMkCa"),),
+                license=OFFICIAL_NC + "; fine-tuned by nipponjo (no licence file)", data="Places2",
+                format="nipponjo_pt", notes="nipponjo's fine-tune for networks.py (RGB, PyTorch padding)", **_V2),
+    WeightEntry("celebahq_ft", "states_pt_celebahq.pth",
+                sources=(GDriveFile("17oJ1dJ9O3hkl2pnl8l2PtNVf2WhSDtB7"),),
+                license=OFFICIAL_NC + "; fine-tuned by nipponjo (no licence file)", data="CelebA-HQ",
+                format="nipponjo_pt", notes="nipponjo's fine-tune for networks.py (RGB, PyTorch padding)", **_V2),
+    WeightEntry("places_mmagic", "deepfillv2_256x256_8x2_places_20200619-10d15793.pth",
+                sources=(URLFile(MMAGIC + "deepfillv2/deepfillv2_256x256_8x2_places_20200619-10d15793.pth"),),
+                hash="10d15793", data="Places365-Challenge", paper=PAPER_V2,
+                origin="https://github.com/open-mmlab/mmagic/blob/main/configs/deepfillv2/metafile.yml", **_MMAGIC),
+    WeightEntry("celebahq_mmagic", "deepfillv2_256x256_8x2_celeba_20200619-c96e5f12.pth",
+                sources=(URLFile(MMAGIC + "deepfillv2/deepfillv2_256x256_8x2_celeba_20200619-c96e5f12.pth"),),
+                hash="c96e5f12", data="CelebA-HQ", paper=PAPER_V2,
+                origin="https://github.com/open-mmlab/mmagic/blob/main/configs/deepfillv2/metafile.yml", **_MMAGIC),
+)
+V1_WEIGHTS = weight_table(
+    WeightEntry("imagenet", "gen_00430000.pt", sources=(GDriveFile("1qbfA5BP9yzdTFFmiOTvYARUYgW1zwBBK"),),
+                license="MIT (daa233's repository; trained by daa233)", data="ImageNet", resolution=256,
+                format="daa233_gen", origin=DAA233, paper=PAPER_V1,
+                notes="trained in PyTorch for 430k iterations; the README links the id as 'open?id=' (if it is a "
+                "folder, download gen_00430000.pt from it by hand)"),
+    WeightEntry("imagenet_tf", "torch_model.p", sources=(GDriveFile("1vz2Qp12_iwOiuvLWspLHrC1UIuhSLojx"),),
+                license=OFFICIAL_NC, data="ImageNet", resolution=256, format="daa233_tf", reader=read_daa233_tf,
+                origin=DAA233, paper=PAPER_V1, notes="the official TF v1 ImageNet release converted by daa233 "
+                "(BGR, TF padding)"),
+    WeightEntry("places_mmagic", "deepfillv1_256x256_8x2_places_20200619-c00a0e21.pth",
+                sources=(URLFile(MMAGIC + "deepfillv1/deepfillv1_256x256_8x2_places_20200619-c00a0e21.pth"),),
+                hash="c00a0e21", data="Places365-Challenge", paper=PAPER_V1,
+                origin="https://github.com/open-mmlab/mmagic/blob/main/configs/deepfillv1/metafile.yml", **_MMAGIC),
+    WeightEntry("celebahq_mmagic", "deepfillv1_256x256_4x4_celeba_20200619-dd51a855.pth",
+                sources=(URLFile(MMAGIC + "deepfillv1/deepfillv1_256x256_4x4_celeba_20200619-dd51a855.pth"),),
+                hash="dd51a855", data="CelebA-HQ", paper=PAPER_V1,
+                origin="https://github.com/open-mmlab/mmagic/blob/main/configs/deepfillv1/metafile.yml", **_MMAGIC),
+)
+
 
 @register_model(
     "deepfill_v2",
@@ -415,10 +486,7 @@ V1_RECIPE = Recipe(
     width_arg="cnum",
     defaults=dict(cnum=48),
     tiny=dict(cnum=8),
-    checkpoints={
-        "places2": "nipponjo/deepfillv2-pytorch states_pt_places2.pth / states_tf_places2.pth",
-        "celebahq": "nipponjo/deepfillv2-pytorch states_pt_celebahq.pth / states_tf_celebahq.pth",
-    },
+    checkpoints=V2_WEIGHTS,
     convert_checkpoint=convert_deepfill_v2,
 )
 def deepfill_v2(**kwargs):
@@ -435,10 +503,7 @@ def deepfill_v2(**kwargs):
     width_arg="cnum",
     defaults=dict(cnum=32),
     tiny=dict(cnum=8),
-    checkpoints={
-        "imagenet": "daa233/generative-inpainting-pytorch gen_00430000.pt",
-        "imagenet_tf": "daa233/generative-inpainting-pytorch torch_model.p (TF v1 release, converted)",
-    },
+    checkpoints=V1_WEIGHTS,
     convert_checkpoint=convert_deepfill_v1,
 )
 def deepfill_v1(**kwargs):

@@ -19,3 +19,11 @@ class CheckpointError(ZooError):
 
 class WeightsNotFoundError(ZooError, FileNotFoundError):
     """Pretrained feature-extractor weights that are not on this machine."""
+
+
+class DownloadError(ZooError):
+    """A weight file that could not be fetched or did not match its published size or hash."""
+
+
+class WeightsMissingError(ZooError, FileNotFoundError):
+    """Released model weights that are not on this machine and may not be downloaded (offline)."""

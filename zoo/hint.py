@@ -22,6 +22,7 @@ from torch import nn
 from zoo.contract import InpaintOutput, check_inputs
 from zoo.errors import CheckpointError
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
+from zoo.weights_table import WeightEntry, weight_table
 
 # H and W must be multiples of 16: three pixel-unshuffles (8) and SCAL's 2x2 average pool at the 1/8 level.
 SIZE_MULTIPLE = 16
@@ -258,6 +259,27 @@ def convert_official_checkpoint(obj, path, model: nn.Module) -> dict:
     return dict(state)
 
 
+def convert_discriminator(obj, path, D: nn.Module) -> dict | None:
+    """HINT's ``InpaintingModel_dis.pth`` (``{'discriminator': state}``), given itself or found beside
+    ``InpaintingModel_gen.pth`` (the official checkpoint folder holds both). The duplicate ``features.*``
+    entries (``self.conv1 = self.features = ...``) and ``module.`` prefixes are dropped. None without one."""
+    from pathlib import Path
+
+    if not (isinstance(obj, dict) and "discriminator" in obj):
+        path = Path(path) if path is not None else None
+        if path is None or "_gen" not in path.name or not path.with_name(path.name.replace("_gen", "_dis")).is_file():
+            return None
+        sibling = path.with_name(path.name.replace("_gen", "_dis"))
+        try:
+            obj = torch.load(sibling, map_location="cpu", weights_only=True)
+        except Exception:
+            raise CheckpointError(f"{sibling} is corrupt or not a torch file") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("discriminator"), dict):
+            raise CheckpointError(f"{sibling} is not a HINT discriminator checkpoint (no 'discriminator' state)")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj["discriminator"].items()}
+    return {k: v for k, v in state.items() if not k.startswith("features.")}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Preset
 
@@ -292,6 +314,20 @@ HINT_RECIPE = Recipe(
     masks="liu_irregular",
 )
 
+# Released weights: one Google Drive sub-folder per dataset (README); no per-file ids, sizes or hashes.
+_RELEASE = dict(contents=("G",), companions=("InpaintingModel_dis.pth",), format="hint_official", resolution=256,
+                license="MIT (the code's licence; no separate licence is stated for the weights)",
+                origin="https://github.com/ChrisChen1023/HINT (README: Google Drive folder "
+                       "https://drive.google.com/drive/folders/1Iy3BNkcKY5NOOG53YG3DPQzDnZLgW0FN)",
+                paper=PAPER, notes="manual download of the dataset's sub-folder; put InpaintingModel_dis.pth "
+                "beside it to fine-tune with the released discriminator")
+HINT_WEIGHTS = weight_table(
+    WeightEntry("places2", "InpaintingModel_gen.pth", data="Places2", **_RELEASE),
+    WeightEntry("celebahq", "InpaintingModel_gen.pth", data="CelebA-HQ", **_RELEASE),
+    WeightEntry("celeba", "InpaintingModel_gen.pth", data="CelebA", **_RELEASE),
+    WeightEntry("dunhuang", "InpaintingModel_gen.pth", data="Dunhuang", **_RELEASE),
+)
+
 
 @register_model(
     "hint",
@@ -304,11 +340,9 @@ HINT_RECIPE = Recipe(
     defaults=dict(dim=48, num_blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8)),
     tiny=dict(dim=8, num_blocks=(1, 1, 1, 1), heads=(1, 2, 4, 8)),
     tiny_size=64,
-    checkpoints={
-        name: f"ChrisChen1023/HINT (Google Drive, {name}) InpaintingModel_gen.pth"
-        for name in ("celebahq", "celeba", "places2", "dunhuang")
-    },
+    checkpoints=HINT_WEIGHTS,
     convert_checkpoint=convert_official_checkpoint,
+    convert_discriminator=convert_discriminator,
 )
 def hint(**kwargs):
     return HINT(**kwargs)

@@ -57,6 +57,7 @@ from zoo.layers.stylegan2 import (
     upsample2d,
 )
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
+from zoo.weights_table import CC_BY_NC, URLFile, WeightEntry, weight_table
 
 NOISE_MODES = ("random", "const", "none")
 # Seeds of the fixed keep-maps of noise_mode 'const' / 'none' (stage 1, stage 2); any fixed value would do.
@@ -767,6 +768,15 @@ def convert_checkpoint(obj, path, model: MAT) -> dict:
     return state  # the caller checks keys and shapes and names the first offending ones
 
 
+def convert_discriminator(obj, path, D: nn.Module) -> dict | None:
+    """The released discriminator of a StyleGAN2-ADA snapshot (``D``; its names are ours), or None."""
+    if isinstance(obj, dict) and isinstance(obj.get("D"), dict):
+        return dict(obj["D"])
+    if obj is None and path is not None and not zipfile.is_zipfile(path):
+        return read_network_pickle(path).get("D")
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Presets
 
@@ -800,6 +810,36 @@ RECIPE = Recipe(
 
 TINY = dict(resolution=64, token_resolution=16, dim=24, z_dim=32, w_dim=32, channel_max=32)
 
+# Released weights (fenglinglwb/MAT README: a OneDrive folder, no per-file links or hashes; IOPaint mirrors the
+# G of the 8M-image Places model on GitHub with its md5).
+MAT_ONEDRIVE = ("https://mycuhk-my.sharepoint.com/:f:/g/personal/1155137927_link_cuhk_edu_hk/"
+                "EuY30ziF-G5BvwziuHNFzDkBVC6KBPRg69kCeHIu-BXORA?e=7OwJyE")
+_SNAPSHOT = dict(contents=("G", "G_ema", "D"), format="mat_pickle", reader=read_network_pickle, license=CC_BY_NC,
+                 origin=f"https://github.com/fenglinglwb/MAT (README, One Drive: {MAT_ONEDRIVE})", paper=PAPER)
+MAT_WEIGHTS = weight_table(
+    WeightEntry("places512", "Places_512_FullData_G.pth",
+                sources=(URLFile("https://github.com/Sanster/models/releases/download/add_mat/"
+                                 "Places_512_FullData_G.pth"),),
+                hash="8ca927835fa3f5e21d65ffcb165377ed", hash_kind="md5", license=CC_BY_NC,
+                data="Places365-Challenge, all 8M images", resolution=512, contents=("G_ema",), format="mat_g_pth",
+                origin="https://github.com/Sanster/IOPaint (iopaint/model/mat.py: MAT_MODEL_URL, MAT_MODEL_MD5)",
+                paper=PAPER, notes="G_ema of Places_512_FullData.pkl as a plain state dict (IOPaint's conversion, "
+                "without the per-layer noise entries: zero noise strength reproduces it)"),
+    WeightEntry("places512_full_pkl", "Places_512_FullData.pkl", data="Places365-Challenge, all 8M images",
+                resolution=512, notes="the full training snapshot (G, G_ema, D): manual download", **_SNAPSHOT),
+    WeightEntry("places512_pkl", "Places_512.pkl", data="Places365-Standard, 1.8M images", resolution=512,
+                notes="manual download; the file name is not confirmed by the README", **_SNAPSHOT),
+    WeightEntry("celebahq512", "CelebA-HQ.pkl", data="CelebA-HQ", resolution=512, notes="manual download",
+                **_SNAPSHOT),
+    WeightEntry("ffhq512", "FFHQ_512.pkl", data="FFHQ", resolution=512,
+                notes="manual download; the file name is not confirmed by the README", **_SNAPSHOT),
+)
+MAT_256_WEIGHTS = weight_table(
+    WeightEntry("celebahq256", "CelebA-HQ_256.pkl", data="CelebA-HQ", resolution=256,
+                notes="retrained 2022-06-19 (the paper's model was lost); manual download; file name not "
+                "confirmed by the README", **_SNAPSHOT),
+)
+
 
 @register_model(
     "mat",
@@ -813,14 +853,9 @@ TINY = dict(resolution=64, token_resolution=16, dim=24, z_dim=32, w_dim=32, chan
     defaults=dict(resolution=512, dim=180),
     tiny=TINY,
     tiny_size=64,
-    checkpoints={
-        "places512_fulldata": "fenglinglwb/MAT Places_512_FullData.pkl (OneDrive); Sanster/models "
-                              "Places_512_FullData_G.pth",
-        "places512": "fenglinglwb/MAT Places_512.pkl (OneDrive)",
-        "celeba_hq512": "fenglinglwb/MAT CelebA-HQ.pkl (OneDrive)",
-        "ffhq512": "fenglinglwb/MAT FFHQ_512.pkl (OneDrive)",
-    },
+    checkpoints=MAT_WEIGHTS,
     convert_checkpoint=convert_checkpoint,
+    convert_discriminator=convert_discriminator,
 )
 def mat(**kwargs):
     return MAT(**kwargs)
@@ -838,8 +873,9 @@ def mat(**kwargs):
     defaults=dict(resolution=256, dim=180),
     tiny=TINY,
     tiny_size=64,
-    checkpoints={"celeba_hq256": "fenglinglwb/MAT CelebA-HQ_256.pkl (OneDrive)"},
+    checkpoints=MAT_256_WEIGHTS,
     convert_checkpoint=convert_checkpoint,
+    convert_discriminator=convert_discriminator,
 )
 def mat_256(**kwargs):
     return MAT(**kwargs)

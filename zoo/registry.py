@@ -111,11 +111,15 @@ class Preset:
     # Factory keyword that must match the training size (layers tied to the resolution, e.g. RA's shared
     # linear layers). The trainer config fills it from the training size unless it is set explicitly.
     size_arg: str | None = None
+    # Released weights: ``{tag: zoo.weights_table.WeightEntry}`` (see ``weight_table``), the first the default.
     checkpoints: dict = field(default_factory=dict)
     # ``fn(obj, path, model) -> state_dict`` mapping an official checkpoint onto this generator, or None.
     # ``obj`` is ``torch.load(path, weights_only=True)``, or None when the file is not a torch file
     # (e.g. a pickle), in which case the function reads ``path`` itself.
     convert_checkpoint: Callable[[Any, Any, nn.Module], dict] | None = None
+    # ``fn(obj, path, D) -> state_dict or None``: the discriminator of an official file (or of the file beside
+    # it), for fine-tuning with the released D; None when the file holds none.
+    convert_discriminator: Callable[[Any, Any, nn.Module], dict | None] | None = None
     # A factory argument that sets the input size multiple instead of ``size_multiple``, for families whose
     # structure depends on a build resolution (MAT: a tiny model built for 64 px takes multiples of 64).
     size_multiple_arg: str | None = None

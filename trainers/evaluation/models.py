@@ -54,7 +54,7 @@ def parse_entry(text: str) -> Entry:
         key, sep, value = part.partition("=")
         if not sep or not key:
             raise ZooError(f"model entry {text!r}: {part!r} is not KEY=VALUE ({usage})")
-        if key == "checkpoint":
+        if key in ("checkpoint", "weights"):  # any SOURCE zoo.load takes
             entry.checkpoint = value
         elif key == "label":
             entry.label = value
