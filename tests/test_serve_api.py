@@ -328,6 +328,27 @@ def test_model_specs():
     assert parse_model_spec("mhtma,checkpoint=runs/x").checkpoint == "runs/x"
 
 
+def test_served_checkpoints_from_a_file_and_a_run_directory(tmp_path):
+    import torch
+
+    import zoo
+
+    state = zoo.create_model("deepfill_v2", cnum=8).state_dict()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "g.pt")
+    torch.save(state, tmp_path / "run" / "checkpoints" / "step_0000007.pt")
+    served = load_served_models([f"deepfill_v2={tmp_path / 'g.pt'},width=8",
+                                 f"deepfill_v2,checkpoint={tmp_path / 'run'},width=8,label=run"])
+    for m in served.values():
+        assert torch.equal(m.model.state_dict()["coarse.conv1.conv.weight"], state["coarse.conv1.conv.weight"])
+    with TestClient(create_app(served)) as c:
+        info = {m["name"]: m for m in c.get("/api/models").json()}
+        assert info["deepfill_v2"]["weights"] == str(tmp_path / "g.pt") and not info["deepfill_v2"]["random_weights"]
+        assert info["run"]["license"].startswith("unknown")
+        results = post(c, models="deepfill_v2,run").json()["results"]
+        np.testing.assert_array_equal(decode(results[0]), decode(results[1]))  # the same weights either way
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope"], "unknown model 'nope'"),
     (["--model", "deepfill_v2,checkpoint=/no/such.pt"], "does not exist"),

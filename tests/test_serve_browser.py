@@ -9,6 +9,7 @@ import base64
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -55,12 +56,15 @@ def server():
             time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM: uvicorn shuts down cleanly, then re-raises the signal as the exit status
         try:
-            proc.wait(timeout=10)
+            code = proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            raise
+    stderr = proc.stderr.read()
+    assert code in (0, -signal.SIGTERM) and "Traceback" not in stderr, (code, stderr)
 
 
 @pytest.fixture(scope="module")

@@ -188,7 +188,8 @@ def cmd_serve(args) -> int:
                     queue_size=args.queue_size)
     app = create_app(models, limits, device=device)
     try:  # bound here, so --port 0 can pick a free port and say which
-        sock = socket.create_server((args.host, args.port))
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.create_server((args.host, args.port), family=family)
     except OSError as exc:
         raise ZooError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = sock.getsockname()[:2]

@@ -181,6 +181,12 @@ def create_app(served: dict[str, ServedModel], limits: Limits | None = None, dev
     async def _http(request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(torch.OutOfMemoryError)
+    async def _out_of_memory(request, exc):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return error(413, f"the device ({device}) ran out of memory for this image; send a smaller one")
+
     @app.exception_handler(Exception)
     async def _unexpected(request, exc: Exception):
         log.exception("unexpected error in %s", request.url.path)
