@@ -170,3 +170,44 @@ def test_a_mask_over_the_whole_photo_shows_the_servers_one_line_error(page, tmp_
     page.click("#undo")  # the stroke is gone again: the page's undo restores the empty mask
     assert page.evaluate("window.zoo.state.undo.length") == 0
 
+
+
+def test_drop_paste_mask_upload_download_and_variants(page, tmp_path):
+    pixels = photo(tmp_path / "dropped.png")
+    image_url = "data:image/png;base64," + base64.b64encode((tmp_path / "dropped.png").read_bytes()).decode()
+    for event in ("drop", "paste"):  # what a drag from the desktop and Ctrl+V deliver: a File in a DataTransfer
+        page.evaluate("""async ([url, kind]) => {
+            const file = new File([await (await fetch(url)).blob()], kind + ".png", {type: "image/png"});
+            const data = new DataTransfer();
+            data.items.add(file);
+            const event = kind === "drop" ? new DragEvent("drop", {dataTransfer: data, bubbles: true})
+                                          : new ClipboardEvent("paste", {clipboardData: data, bubbles: true});
+            (kind === "drop" ? document.getElementById("stage") : document).dispatchEvent(event);
+        }""", [image_url, event])
+        page.wait_for_function(f"window.zoo.state.imageName === '{event}.png'")
+
+    mask = np.zeros(pixels.shape[:2], np.uint8)
+    mask[20:50, 30:70] = 255
+    Image.fromarray(mask).save(tmp_path / "holes.png")
+    page.set_input_files("#mask-file", str(tmp_path / "holes.png"))
+    with page.expect_download() as download:
+        page.click("#download-mask")
+    saved = np.asarray(Image.open(download.value.path()).convert("L"))
+    np.testing.assert_array_equal(saved, mask)  # the uploaded mask, exactly, back out
+
+    for box in page.locator("#models input[type=checkbox]").all():
+        box.check()
+    page.fill("#seed", "3")
+    page.click("#variants")
+    page.wait_for_function("document.querySelectorAll('#results img.result-image').length === 5")
+    captions = page.locator("#results figcaption").all_inner_texts()
+    names = page.evaluate("[...document.querySelectorAll('#results figure.result')].map(f => f.dataset.model)")
+    assert names == ["deepfill_v2"] + ["mat"] * 4
+    assert [re.search(r"seed (\d+)", c).group(1) for c in captions[1:]] == ["3", "4", "5", "6"]
+    np.testing.assert_array_equal(decode_data_url(page.evaluate("window.zoo.lastMask"))[..., 0], mask)
+    hole = mask > 0
+    fills = [decode_data_url(src) for src in page.evaluate(
+        "[...document.querySelectorAll('#results img.result-image')].map(i => i.src)")]
+    for out in fills:
+        np.testing.assert_array_equal(out[~hole], pixels[~hole])
+    assert (fills[1][hole] != fills[2][hole]).any()  # two seeds, two completions
