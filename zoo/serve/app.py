@@ -119,34 +119,40 @@ class BodyLimit:
         return f"the upload is larger than this server's limit of {self.max_bytes / 2**20:g} MB"
 
 
-def _png_base64(result: torch.Tensor) -> str:
-    pixels = ((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+def _to_pixels(result: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W in [-1, 1] -> H x W x 3 uint8, rounded as ``zoo inpaint`` writes it."""
+    return np.ascontiguousarray(((result[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy())
+
+
+def _png_base64(pixels: np.ndarray) -> str:
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=3)
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def run_models(chosen: list[ServedModel], image: np.ndarray, mask: np.ndarray, sketch, seed: int,
-               variants: int) -> list[Result]:
-    """Runs on the device thread: every chosen model on the same image and mask."""
+               variants: int) -> list[tuple[ServedModel, int | None, int, float, np.ndarray]]:
+    """Runs on the device thread: every chosen model on the same image and mask; nothing else (PNG encoding
+    happens on the web server's threads, so the device goes on to the next request meanwhile)."""
     from data.datasets import to_tensor
     from zoo.api import inpaint
 
     image_t, mask_t = to_tensor(image)[None], torch.from_numpy(mask)[None, None]
-    results = []
+    done = []
     for served in chosen:
-        info = served.info()
         conditioning = {"sketch": sketch} if served.takes_sketch and sketch is not None else {}
         for k in range(variants if served.takes_seed else 1):
             if served.takes_seed:
                 conditioning["seed"] = seed + k
             start = time.perf_counter()
-            completed = inpaint(served.model, image_t, mask_t, **conditioning)
-            seconds = time.perf_counter() - start
-            results.append(Result(model=served.name, weights=info["weights"], random_weights=info["random_weights"],
-                                  seed=seed + k if served.takes_seed else None, variant=k, seconds=seconds,
-                                  png=_png_base64(completed)))
-    return results
+            pixels = _to_pixels(inpaint(served.model, image_t, mask_t, **conditioning))
+            done.append((served, seed + k if served.takes_seed else None, k, time.perf_counter() - start, pixels))
+    return done
+
+
+def _encode(done) -> list[Result]:
+    return [Result(model=served.name, weights=served.weights, random_weights=served.random_weights, seed=seed,
+                   variant=k, seconds=seconds, png=_png_base64(pixels)) for served, seed, k, seconds, pixels in done]
 
 
 def create_app(served: dict[str, ServedModel], limits: Limits | None = None, device: str = "cpu",
@@ -232,7 +238,7 @@ def create_app(served: dict[str, ServedModel], limits: Limits | None = None, dev
         image_np, mask_np, sketch_t, warning = await run_in_threadpool(
             _prepare, uploads, image_name, mask_name, hole, chosen, limits)
         future = worker.submit(run_models, chosen, image_np, mask_np, sketch_t, seed, variants)
-        results = await asyncio.wrap_future(future)
+        results = await run_in_threadpool(_encode, await asyncio.wrap_future(future))
         return InpaintResponse(width=image_np.shape[1], height=image_np.shape[0], hole_ratio=float(mask_np.mean()),
                                warnings=[warning] if warning else [], results=results)
 

@@ -46,16 +46,23 @@ class ServedModel:
     takes_seed: bool  # stochastic generators (MAT's latent): a seed picks the completion
     takes_sketch: bool  # sketch-guided generators (mhtma_sketch)
 
+    @property
+    def random_weights(self) -> bool:
+        return self.spec.checkpoint is None
+
+    @property
+    def weights(self) -> str:
+        return "random (untrained)" if self.random_weights else self.spec.checkpoint
+
     def info(self) -> dict:
         from zoo.registry import get_preset
 
         preset = get_preset(self.spec.preset)
-        random = self.spec.checkpoint is None
         return dict(
             name=self.name,
             preset=self.spec.preset,
-            weights="random (untrained)" if random else self.spec.checkpoint,
-            random_weights=random,
+            weights=self.weights,
+            random_weights=self.random_weights,
             license=_license(preset, self.spec.checkpoint),
             known_weights=[f"{tag}: {text}" for tag, text in preset.checkpoints.items()],
             native_size=preset.native_size,
