@@ -67,6 +67,7 @@ async function loadModels() {
     if (m.takes_sketch) label.append(badge("sketch", "sketch"));
     const details = document.createElement("small");
     details.textContent = `${m.preset} · weights: ${m.weights} · licence: ${m.license} · native ${m.native_size} px`;
+    label.title = [m.paper, "released weights:", ...m.known_weights].join("\n");
     label.append(details);
     list.append(label);
   }
