@@ -126,6 +126,30 @@ def read_mask_file(path, height=None, width=None, hole_value: str = "white") -> 
     return hole.astype(np.float32)
 
 
+
+MOSTLY_HOLE = 0.75  # above this hole ratio the polarity is probably inverted: warn
+
+
+def check_mask_for_image(mask: np.ndarray, image_size, mask_name="mask", image_name="image", hole="white",
+                         hole_setting="--hole {}") -> str | None:
+    """Refuse a mask that does not fit the image or marks no / every pixel as hole (one-line ``MaskError``).
+
+    Returns a warning when the mask covers most of the image, else None. ``hole_setting`` names the setting
+    that flips the polarity in the caller's interface (the CLI's ``--hole {}``, the server's ``hole={}``).
+    """
+    height, width = image_size
+    if mask.shape != (height, width):
+        raise MaskError(f"mask {mask_name} is {mask.shape[1]}x{mask.shape[0]} but image {image_name} is "
+                        f"{width}x{height}")
+    hole_ratio = float(mask.mean())
+    if hole_ratio in (0.0, 1.0):
+        raise MaskError(f"mask {mask_name} marks {'no' if hole_ratio == 0 else 'every'} pixel as hole "
+                        f"(holes are {hole} with {hole_setting.format(hole)}; is the polarity inverted?)")
+    if hole_ratio > MOSTLY_HOLE:
+        other = "black" if hole == "white" else "white"
+        return f"the mask covers {hole_ratio:.0%} of the image; if holes are {other} use {hole_setting.format(other)}"
+    return None
+
 @functools.lru_cache(maxsize=16)
 def mask_files(folder: str) -> tuple[Path, ...]:
     paths = tuple(sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in MASK_EXTENSIONS))

@@ -1,4 +1,4 @@
-"""``zoo``: list, train, split, inpaint, eval, compare, weights, publish.
+"""``zoo``: list, train, split, inpaint, eval, compare, weights, publish, serve, export.
 
 Bad input (paths, images, masks, checkpoints, model names, settings) ends with one ``error:`` line and
 exit status 2, never a traceback.
@@ -95,7 +95,7 @@ def cmd_inpaint(args) -> int:
 
     from data.datasets import to_tensor
     from data.images import load_image
-    from data.masks import read_mask_file
+    from data.masks import check_mask_for_image, read_mask_file
     from zoo.api import inpaint, load
 
     try:
@@ -103,16 +103,9 @@ def cmd_inpaint(args) -> int:
     except OSError as exc:
         raise ZooError(f"cannot read image {args.image}: {exc.__class__.__name__}") from None
     mask = read_mask_file(args.mask, hole_value=args.hole)
-    if mask.shape != image.shape[:2]:
-        raise ZooError(f"mask {args.mask} is {mask.shape[1]}x{mask.shape[0]} but image {args.image} is "
-                       f"{image.shape[1]}x{image.shape[0]}")
-    hole_ratio = float(mask.mean())
-    if hole_ratio in (0.0, 1.0):
-        raise ZooError(f"mask {args.mask} marks {'no' if hole_ratio == 0 else 'every'} pixel as hole "
-                       f"(holes are {args.hole} with --hole {args.hole}; is the polarity inverted?)")
-    if hole_ratio > 0.75:
-        print(f"warning: the mask covers {hole_ratio:.0%} of the image; if holes are black use --hole black",
-              file=sys.stderr)
+    warning = check_mask_for_image(mask, image.shape[:2], args.mask, args.image, hole=args.hole)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     model = load(args.model, args.checkpoint, device=device)
     if args.variants < 1:
@@ -273,6 +266,44 @@ def cmd_publish(args) -> int:
 
     out = publish(args.run, args.out, push=args.push, eval_dir=args.eval)
     print(f"wrote {out}" + (f" and uploaded it to {args.push}" if args.push else ""))
+def cmd_serve(args) -> int:
+    import ipaddress
+    import socket
+
+    import torch
+    import uvicorn
+
+    from zoo.serve.app import create_app
+    from zoo.serve.inputs import Limits
+    from zoo.serve.models import load_served_models
+
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"warning: --host {args.host} serves every machine that can reach it; the page and API have no "
+              "login (the default 127.0.0.1 serves only this machine)", file=sys.stderr)
+    if args.max_upload_mb <= 0 or args.max_side < 1 or args.queue_size < 1:
+        raise ZooError("--max-upload-mb, --max-side and --queue-size must be positive")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ZooError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    models = load_served_models(args.model, device=device)
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_side=args.max_side,
+                    queue_size=args.queue_size)
+    app = create_app(models, limits, device=device)
+    try:  # bound here, so --port 0 can pick a free port and say which
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.create_server((args.host, args.port), family=family)
+    except OSError as exc:
+        raise ZooError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {', '.join(models)} on {device} at http://{shown}:{port}/ (API docs at /docs)", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level=args.log_level)).run(sockets=[sock])
     return 0
 
 
@@ -392,6 +423,21 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--push", metavar="ORG/REPO", help="upload the folder to the Hugging Face Hub")
     pub.add_argument("--eval", metavar="DIR", help="a `zoo eval` output folder whose results go into the card")
     pub.set_defaults(fn=cmd_publish)
+    v = sub.add_parser("serve", help="a web page and REST API that run several models side by side on one mask")
+    v.add_argument("--model", required=True, action="append", metavar="SPEC",
+                   help="PRESET[=SOURCE][,checkpoint=SOURCE][,label=NAME][,width=W][,tiny] (repeatable), e.g. "
+                   "deepfill_v2 (random weights), mat=mat.places512, mhtma,checkpoint=runs/x")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    v.add_argument("--port", type=int, default=8080, help="port (0: any free port; the line printed says which)")
+    v.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cuda when available)")
+    v.add_argument("--max-upload-mb", type=float, default=20, help="largest request body (default 20 MB)")
+    v.add_argument("--max-side", type=int, default=4096, help="largest image width or height (default 4096)")
+    v.add_argument("--queue-size", type=int, default=32, help="requests waiting for the device before "
+                   "503 + Retry-After (default 32)")
+    v.add_argument("--threads", type=int, help="CPU threads per forward pass (default: torch's choice; 1 is "
+                   "fastest for small models on a busy machine)")
+    v.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    v.set_defaults(fn=cmd_serve)
     return parser
 
 
