@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import UnknownNameError, register_name
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,7 @@ def register_model(name: str, **preset_fields):
     """Decorator registering ``fn(**overrides) -> generator`` as preset ``name``."""
 
     def wrap(fn):
-        if name in _PRESETS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _PRESETS[name] = Preset(name=name, factory=fn, **preset_fields)
+        register_name(_PRESETS, "model", name, Preset(name=name, factory=fn, **preset_fields))
         return fn
 
     return wrap
@@ -137,7 +135,7 @@ def list_models() -> list[str]:
 def get_preset(name: str) -> Preset:
     try:
         return _PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UnknownModelError(name) from None
 
 
@@ -154,10 +152,6 @@ def replace_recipe(recipe: Recipe, **changes) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
-class UnknownModelError(ZooError, KeyError):
+class UnknownModelError(UnknownNameError):
     def __init__(self, name):
-        self.name = name
-        super().__init__(name)
-
-    def __str__(self):
-        return f"unknown model {self.name!r}; registered models: {', '.join(list_models())}"
+        super().__init__("model", name, list_models())
