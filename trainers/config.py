@@ -384,7 +384,7 @@ def _check_recipe(recipe, preset: Preset) -> None:
                                    f"{', '.join(FEATURE_DEFAULTS)}")
     adv = recipe["adversarial"]
     _check_group("recipe.adversarial", adv, ADVERSARIAL_CHECKS)
-    if adv.get("loss", "hinge") not in D_LOSSES:
+    if adv.get("loss", "hinge") not in list(D_LOSSES):
         raise _unknown("recipe.adversarial.loss", "adversarial loss", adv["loss"], D_LOSSES)
     stages = adv.get("stages", [-1])
     if not isinstance(stages, list) or not stages:
