@@ -66,11 +66,7 @@ def save_checkpoint(state: dict, run_dir, step: int, keep: int = 2) -> Path:
     except OSError as exc:
         raise _write_error(path, exc) from None
     previous = list_checkpoints(run_dir)
-    needed = (previous[-1].stat().st_size if previous else _state_bytes(state)) + SPARE_BYTES
-    free = shutil.disk_usage(path.parent).free
-    if free < needed:
-        raise DiskFullError(f"no space left on device for {path}: needs about {_mb(needed)}, {_mb(free)} free"
-                            + (f"; the last checkpoint {previous[-1]} is intact" if previous else ""))
+    check_free_space(path, previous[-1].stat().st_size if previous else _state_bytes(state), previous)
     tmp = path.with_name(path.name + ".tmp")
     try:
         torch.save({"format": FORMAT, **state}, tmp)
@@ -83,6 +79,15 @@ def save_checkpoint(state: dict, run_dir, step: int, keep: int = 2) -> Path:
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def check_free_space(path: Path, size: int, previous=()) -> None:
+    """Refuse to start writing ``path`` (about ``size`` bytes) on a disk that cannot hold it."""
+    folder = next(p for p in (path.parent, *path.parents) if p.exists())
+    needed, free = size + SPARE_BYTES, shutil.disk_usage(folder).free
+    if free < needed:
+        raise DiskFullError(f"no space left on device for {path}: needs about {_mb(needed)}, {_mb(free)} free"
+                            + (f"; the last checkpoint {previous[-1]} is intact" if previous else ""))
 
 
 def _write_error(path, exc: Exception, previous=()) -> ZooError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import errno
 import hashlib
 import json
 import math
@@ -34,11 +35,19 @@ import discriminators
 from data.datasets import InpaintingStream, fixed_batch
 from data.images import resolve_source
 from losses import GeneratorLoss
-from trainers.checkpoint import CONFIG, RunDirectory, list_checkpoints, read_checkpoint, save_checkpoint
+from trainers.checkpoint import (
+    CONFIG,
+    RunDirectory,
+    check_free_space,
+    checkpoint_path,
+    list_checkpoints,
+    read_checkpoint,
+    save_checkpoint,
+)
 from trainers.config import check_config, load_yaml, migrate, preflight, save_yaml, training_recipe
 from trainers.samples import aux_scalars, sample_grid, save_grid
 from trainers.steps import GANSteps
-from zoo.errors import CheckpointError, TrainingAborted, TrainingStopped, ZooError
+from zoo.errors import CheckpointError, DiskFullError, TrainingAborted, TrainingStopped, ZooError
 from zoo.registry import create_model
 
 
@@ -223,6 +232,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             if stop:  # the main process says where; the others stop quietly
                 raise TrainingStopped(f"stopped by {signal.Signals(stop).name} after step {step}: saved {path}; "
                                       f"continue with zoo train --resume {run_dir}" if main else "", stop)
+    except OSError as exc:  # metrics, sample grids
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left on device in {run_dir} at step {step}") from None
+        raise
     finally:
         progress.close()
         if metrics_file is not None:
@@ -254,6 +267,8 @@ def load_run(cfg, resume, overrides) -> tuple[dict, dict | None]:
         raise ZooError("no config to train: pass cfg (see trainers.config.resolve_config) or resume")
     check_config(cfg)
     preflight(cfg)
+    if checkpoint:
+        check_free_space(checkpoint_path(cfg["out"], checkpoint["step"] + 1), Path(checkpoint["path"]).stat().st_size)
     return cfg, checkpoint
 
 
@@ -276,15 +291,21 @@ def claim_run_directory(cfg: dict, resume, main: bool) -> RunDirectory:
 
 
 def open_metrics(run_dir: Path, step: int):
-    """``metrics.jsonl`` for appending, without the lines a killed run logged after its last checkpoint."""
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= step]
-        path.write_text("".join(line + "\n" for line in kept))
-    return open(path, "a")
+    """``metrics.jsonl`` for appending, cut after the last line of ``step`` (a killed run logged steps after its
+    last checkpoint; the resumed run logs them again). Cut in place: no extra space needed on a full disk."""
+    metrics = open(run_dir / "metrics.jsonl", "a+b")
+    metrics.seek(0)
+    keep = 0
+    for line in metrics:
+        if _logged_step(line) > step:
+            break
+        keep += len(line)
+    metrics.truncate(keep)
+    metrics.close()
+    return open(run_dir / "metrics.jsonl", "a")
 
 
-def _logged_step(line: str) -> float:
+def _logged_step(line: bytes) -> float:
     try:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):

@@ -204,9 +204,14 @@ def _evaluation_flags(p) -> None:
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other bad input (argparse would print the usage first)
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="GAN inpainting model zoo")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="zoo", description="GAN inpainting model zoo")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="registered models").set_defaults(fn=cmd_list)
 
