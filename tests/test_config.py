@@ -127,8 +127,10 @@ def test_set_of_a_key_nothing_reads_is_refused_with_the_keys_nearby():
     with pytest.raises(ZooError, match=r"recipe.losses.0.kwargs.colour: loss l1 takes no 'colour'"):
         resolve_config("deepfill_v2", sets=["recipe.losses.0.kwargs.colour=1"])
     cfg = resolve_config("deepfill_v2", sets=["model_kwargs.colour=1"])
+    from trainers.trainer import build_networks
+
     with pytest.raises(ZooError, match=r"setting model_kwargs: deepfill_v2 does not accept them .*colour"):
-        preflight(cfg)
+        build_networks(cfg, training_recipe(cfg))
 
 
 def test_run_settings_are_used_from_their_one_home():

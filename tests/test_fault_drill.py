@@ -314,7 +314,7 @@ def test_second_signal_abandons_the_save_and_keeps_the_previous_checkpoint(tmp_p
         assert not list(run.rglob("*.tmp"))
         for path, digest in previous.items():
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-        if "aborted by a second SIGTERM during the save" in err:  # else the save was done before the signal
+        if "aborted by a second SIGTERM during a checkpoint save" in err:  # else the save was done before the signal
             assert err.strip().splitlines()[-1].startswith("aborted by a second SIGTERM")
             assert set(list_checkpoints(run)) == set(previous)  # the abandoned save left nothing
             read_checkpoint(run)

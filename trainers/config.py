@@ -401,29 +401,13 @@ def _check_recipe(recipe, preset: Preset) -> None:
 
 
 def preflight(cfg: dict) -> None:
-    """Checks that need the networks: build G and D on the meta device (no memory) to check their keyword
-    arguments, and refuse a size whose first layer's activations alone would not fit in memory."""
-    import torch
-
-    import discriminators
-    from zoo.registry import create_model
-
-    try:
-        with torch.device("meta"):
-            G = create_model(cfg["model"], **cfg["model_kwargs"])
-    except TypeError as exc:
-        raise ZooError(f"setting model_kwargs: {cfg['model']} does not accept them ({exc})") from None
-    try:
-        with torch.device("meta"):
-            discriminators.create_discriminator(cfg["recipe"]["discriminator"], image_size=cfg["size"],
-                                                **cfg["recipe"]["discriminator_kwargs"])
-    except TypeError as exc:
-        raise ZooError(f"setting recipe.discriminator_kwargs: {cfg['recipe']['discriminator']} does not accept "
-                       f"them ({exc})") from None
-    first = next((p for p in G.parameters() if p.dim() >= 2), None)
-    if first is None:
-        return
-    needed = cfg["batch_size"] * first.shape[0] * cfg["size"] ** 2 * 4  # float32 activations, stride 1
+    """Refuse a size whose first layer's activations alone would not fit in memory (batch x width x size^2
+    float32, the width argument standing for the first layer's channels), before anything is allocated."""
+    preset = get_preset(cfg["model"])
+    width = cfg["model_kwargs"].get(preset.width_arg, 1)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ZooError(f"setting model_kwargs.{preset.width_arg} must be a positive integer, got {width!r}")
+    needed = cfg["batch_size"] * width * cfg["size"] ** 2 * 4
     available, where = _memory(cfg)
     if needed > available:
         raise ZooError(f"setting size {cfg['size']} (batch {cfg['batch_size']}): the first layer of {cfg['model']} "

@@ -86,9 +86,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         set_seed(cfg["seed"])
-        G = create_model(cfg["model"], **cfg["model_kwargs"])
-        D = discriminators.create_discriminator(recipe.discriminator, image_size=cfg["size"],
-                                                **recipe.discriminator_kwargs)
+        G, D = build_networks(cfg, recipe)
         # ---- --init-from: start from another checkpoint's weights (one block; the hub owns the loading) ----
         if cfg["init_from"] and not checkpoint:
             from zoo.hub import load_generator_weights
@@ -227,8 +225,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
                 write_samples(f"step_{step:07d}")
             stop = signals.agreed(accelerator)  # the same on every process: all stop after this step
             if step % cfg["save_every"] == 0 or step == cfg["max_steps"] or stop:
-                signals.saving = bool(stop)
+                signals.saving = True
                 path = write_checkpoint()
+                signals.saving = False
             if stop:  # the main process says where; the others stop quietly
                 raise TrainingStopped(f"stopped by {signal.Signals(stop).name} after step {step}: saved {path}; "
                                       f"continue with zoo train --resume {run_dir}" if main else "", stop)
@@ -313,6 +312,21 @@ def _logged_step(line: bytes) -> float:
 
 
 # ---- set-up helpers -------------------------------------------------------------------------------------------
+
+def build_networks(cfg: dict, recipe):
+    """G and D, the one place they are built; keyword arguments they do not take name their setting."""
+    try:
+        G = create_model(cfg["model"], **cfg["model_kwargs"])
+    except TypeError as exc:
+        raise ZooError(f"setting model_kwargs: {cfg['model']} does not accept them ({exc})") from None
+    try:
+        D = discriminators.create_discriminator(recipe.discriminator, image_size=cfg["size"],
+                                                **recipe.discriminator_kwargs)
+    except TypeError as exc:
+        raise ZooError(f"setting recipe.discriminator_kwargs: {recipe.discriminator} does not accept them "
+                       f"({exc})") from None
+    return G, D
+
 
 def adam(model, spec) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=spec.lr, betas=spec.betas, eps=spec.eps,
@@ -413,7 +427,7 @@ class StopSignals:
         if time.monotonic() - self.at < self.window:
             return
         self.restore()  # a third signal takes the default action
-        during = "during the save of the last step" if self.saving else "before the last step was saved"
+        during = "during a checkpoint save" if self.saving else "before the last step was saved"
         raise TrainingAborted(f"aborted by a second {signal.Signals(signum).name} {during}; the previous "
                               "checkpoint is intact", signum)
 
