@@ -130,6 +130,8 @@ def ws(tmp_path_factory):
     return ws
 
 
+CKPT = "{ws}/run/checkpoints/step_0000002.pt"
+
 # ---- bad inputs ---------------------------------------------------------------------------------------------
 
 CASES = [
@@ -144,18 +146,14 @@ CASES = [
      "first layer of deepfill_v2 alone needs"),
     ("train: save_every 0", ["train", *TINY, "--set", "save_every=0"], "save_every must be"),
     ("train: recipe.masks (moved)", ["train", *TINY, "--set", "recipe.masks=box"], "use --set masks"),
-    ("train: recipe.batch_size (moved)", ["train", *TINY, "--set", "recipe.batch_size=3"], "use --set batch_size"),
-    ("train: unknown key", ["train", *TINY, "--set", "colour=red"], "no such setting 'colour'"),
     ("train: unknown mask generator", ["train", *TINY, "--set", "masks=nope"], "masks must be a mask generator"),
     ("train: unknown tracker", ["train", *TINY[:-2], "--tracker", "mlflow"], "invalid choice"),
     ("train: size not a multiple", ["train", *TINY[:4], "--size", "30"], "not a multiple of 8"),
     ("train: missing data", ["train", *TINY, "--data", "missing_dir"], "does not exist"),
     ("train: data without images", ["train", *TINY, "--data", "{ws}/empty"], "no images found"),
-    ("train: data of unknown type", ["train", *TINY, "--data", "{ws}/notes.xyz"], "neither a folder"),
     ("train: broken manifest", ["train", *TINY, "--data", "{ws}/bad.json"], "is not a split manifest"),
     ("train: missing config", ["train", "--config", "missing.yaml"], "does not exist"),
     ("train: invalid YAML config", ["train", "--config", "{ws}/broken.yaml"], "not valid YAML"),
-    ("train: config not a mapping", ["train", "--config", "{ws}/list.yaml"], "must hold a mapping"),
     ("train: config with unknown key", ["train", "--config", "{ws}/unknown.yaml"], "unknown settings ['colour']"),
     ("train: resume missing run", ["train", "--resume", "missing_run"], "does not exist"),
     ("train: resume corrupt checkpoint", ["train", "--resume", "{ws}/run_corrupt", "--max-steps", "4"], "corrupt"),
@@ -165,21 +163,15 @@ CASES = [
      "max_steps must be"),
     ("train: out not empty", ["train", *TINY, "--out", "{ws}/busy"], "already exists and is not empty"),
     ("train: out under a file", ["train", *TINY, "--out", "{ws}/a_file/run"], "cannot create run directory"),
-    ("train: batch size 0", ["train", *TINY[:6], "--batch-size", "0", "--tracker", "none"], "batch_size must be"),
-    ("train: max steps 0", ["train", *TINY, "--max-steps", "0"], "max_steps must be"),
     ("train: loss stage out of range", ["train", *TINY, "--set", "recipe.losses.0.stage=9"], "stage index"),
     ("train: betas out of range", ["train", *TINY, "--set", "recipe.optim_d.betas=[2, 3]"], "betas must be"),
-    ("train: d_steps 0", ["train", *TINY, "--set", "recipe.adversarial.d_steps=0"], "d_steps must be"),
     ("train: mask kwarg nothing takes", ["train", *TINY, "--set", "mask_kwargs.bogus=1"], "takes no 'bogus'"),
     ("train: model kwarg nothing takes", ["train", *TINY, "--set", "model_kwargs.bogus=1"], "does not accept"),
-    ("train: negative EMA", ["train", *TINY, "--set", "ema_kimg=-1"], "ema_kimg must be"),
-    ("train: --set without =", ["train", *TINY, "--set", "noequals"], "expects key=value"),
     ("train: no VGG weights allowed", ["train", "--model", "ra", "--width", "4", "--size", "32", "--batch-size", "2",
                                        "--tracker", "none", "--workers", "0", "--out", "vgg_run",
                                        "--set", "allow_random_vgg=false"], "vgg"),
     ("train: init from missing file", ["train", *TINY, "--workers", "0", "--out", "init_run", "--init-from",
                                        "missing.pt"], "does not exist"),
-    ("train: no model", ["train"], "no model given"),
     # zoo inpaint
     ("inpaint: missing image", ["inpaint", "--model", "deepfill_v2", "--image", "missing.png", "--mask",
                                 "{ws}/mask.png", "--out", "out.png"], "missing.png"),
@@ -189,18 +181,13 @@ CASES = [
                                        "{ws}/mask_small.png", "--out", "out.png"], "32x32 but image"),
     ("inpaint: mask without holes", ["inpaint", "--model", "deepfill_v2", "--image", "{ws}/photo.png", "--mask",
                                      "{ws}/mask_empty.png", "--out", "out.png"], "marks no pixel as hole"),
-    ("inpaint: unknown model", ["inpaint", "--model", "nope", "--image", "{ws}/photo.png", "--mask",
-                                "{ws}/mask.png", "--out", "out.png"], "unknown model"),
     ("inpaint: garbage checkpoint", ["inpaint", "--model", "deepfill_v2", "--checkpoint", "{ws}/garbage.pt",
                                      "--image", "{ws}/photo.png", "--mask", "{ws}/mask.png", "--out", "out.png"],
      "garbage.pt"),
-    ("inpaint: missing checkpoint", ["inpaint", "--model", "deepfill_v2", "--checkpoint", "missing.pt", "--image",
-                                     "{ws}/photo.png", "--mask", "{ws}/mask.png", "--out", "out.png"],
-     "does not exist"),
-    ("inpaint: zero variants", ["inpaint", "--model", "deepfill_v2", "--checkpoint", "{ws}/run", "--image",
+    ("inpaint: zero variants", ["inpaint", "--model", "deepfill_v2", "--checkpoint", CKPT, "--image",
                                 "{ws}/photo.png", "--mask", "{ws}/mask.png", "--out", "out.png", "--variants", "0"],
      "--variants must be at least 1"),
-    ("inpaint: sketch for a model without", ["inpaint", "--model", "deepfill_v2", "--checkpoint", "{ws}/run",
+    ("inpaint: sketch for a model without", ["inpaint", "--model", "deepfill_v2", "--checkpoint", CKPT,
                                              "--image", "{ws}/photo.png", "--mask", "{ws}/mask.png", "--sketch",
                                              "{ws}/mask.png", "--out", "out.png"], "takes no sketch"),
     # zoo eval / compare
@@ -209,12 +196,8 @@ CASES = [
      "does not exist"),
     ("eval: unknown mask protocol", ["eval", "--model", "opencv_telea", "--masks", "nope", "--metrics", "l1"],
      "nope"),
-    ("eval: missing checkpoint", ["eval", "--model", "deepfill_v2", "--checkpoint", "missing.pt", "--metrics", "l1"],
-     "does not exist"),
     ("eval: unknown metric", ["eval", "--model", "opencv_telea", "--metrics", "bogus"], "bogus"),
     ("compare: unknown model", ["compare", "--model", "opencv_telea", "nope", "--metrics", "l1"], "unknown model"),
-    ("compare: entry without a name", ["compare", "--model", "checkpoint=x", "--metrics", "l1"],
-     "must start with a model name"),
     ("compare: entry missing checkpoint", ["compare", "--model", "deepfill_v2,checkpoint=missing.pt",
                                            "--metrics", "l1"], "does not exist"),
     # zoo split
@@ -225,8 +208,6 @@ CASES = [
      "--val must be a fraction"),
     ("split: no training images left", ["split", "--data", "{ws}/photos", "--out", "s.json", "--val", "0.5",
                                         "--test", "0.5"], "leave no training images"),
-    ("split: not a .json", ["split", "--data", "{ws}/photos", "--out", "s.txt"], "a .json file"),
-    ("split: data without images", ["split", "--data", "{ws}/empty", "--out", "s.json"], "no images found"),
 ]
 
 

@@ -136,7 +136,7 @@ class RunDirectory:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.created = False
+        self.created: list[Path] = []
         self._lock = None
 
     def claim(self, cfg: dict) -> RunDirectory:
@@ -144,9 +144,10 @@ class RunDirectory:
         started together with one ``--out``, exactly one succeeds. A run killed before its first
         checkpoint can then be resumed from step 0 with this config."""
         path = self.path
+        missing = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.mkdir(parents=True)
-            self.created = True
+            self.created = missing  # removed again by a failed set-up, top last
         except FileExistsError:
             if not path.is_dir() or any(path.iterdir()):
                 raise ZooError(f"run directory {path} already exists and is not empty; use --resume {path} "
@@ -161,8 +162,7 @@ class RunDirectory:
             raise ZooError(f"run directory {path} was just claimed by another run; use another --out") from None
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            if self.created and not any(path.iterdir()):
-                path.rmdir()
+            self._remove_created()
             if exc.errno == errno.ENOSPC:
                 raise DiskFullError(f"no space left on device writing {path / CONFIG}") from None
             raise ZooError(f"cannot write {path / CONFIG}: {exc.strerror or exc}") from None
@@ -195,5 +195,10 @@ class RunDirectory:
     def _undo(self) -> None:
         for name in (CONFIG, "run.lock"):
             (self.path / name).unlink(missing_ok=True)
-        if self.created and not any(self.path.iterdir()):
-            self.path.rmdir()
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        """Remove the folders the claim created (the run's and missing parents such as ``runs/``) if empty."""
+        for folder in self.created or []:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
