@@ -137,6 +137,7 @@ class RunDirectory:
     def __init__(self, path):
         self.path = Path(path)
         self.created: list[Path] = []
+        self.claimed = False  # only the process that claimed the directory may undo the claim
         self._lock = None
 
     def claim(self, cfg: dict) -> RunDirectory:
@@ -168,6 +169,7 @@ class RunDirectory:
             raise ZooError(f"cannot write {path / CONFIG}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
+        self.claimed = True
         return self.lock()
 
     def lock(self) -> RunDirectory:
@@ -189,7 +191,7 @@ class RunDirectory:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        if undo_claim:
+        if undo_claim and self.claimed:
             self._undo()
 
     def _undo(self) -> None:

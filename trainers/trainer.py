@@ -65,8 +65,8 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     tracker = _tracker(cfg)
     cpu = cfg["cpu"] or not torch.cuda.is_available()
     processes = PartialState(cpu=cpu)  # process group first: the processes agree on the run directory
-    signals = StopSignals(relayed=processes.num_processes > 1)
     run = claim_run_directory(cfg, resume, processes.is_main_process)
+    signals = StopSignals(relayed=processes.num_processes > 1)
     run_dir = run.path
     cfg = {**cfg, "out": str(run_dir)}
     accelerator = progress = metrics_file = None
