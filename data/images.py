@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from zoo.errors import ZooError
@@ -56,11 +56,45 @@ def list_images(source) -> list[Path]:
                    "nor a split manifest (.json)")
 
 
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def load_image(path) -> np.ndarray:
-    """H x W x 3 uint8 RGB; grey and RGBA images are converted. Raises OSError when unreadable."""
+    """H x W x 3 uint8 RGB from any mode Pillow reads, upright (EXIF orientation applied), correctly scaled.
+
+    16-bit grey (``I;16*``, and ``I``, which is how 16-bit files open) is scaled by 255 / 65535 instead of
+    being clipped to white; float images (``F``) are taken as [0, 1] when they lie in it (else as 0..255, like
+    Pillow); transparent pixels (RGBA, LA, palette with transparency, premultiplied modes) are composited onto
+    white, as a viewer shows them; CMYK, YCbCr, HSV and LAB are converted to RGB; the first frame of an
+    animation is used. Raises OSError when unreadable.
+    """
     with Image.open(path) as img:
         img.load()
-        return np.asarray(img.convert("RGB"))
+        return to_rgb8(ImageOps.exif_transpose(img))
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in SIXTEEN_BIT or mode == "F":
+        values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        if mode in SIXTEEN_BIT:
+            values = values * (255 / 65535)
+        elif values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+        grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:] / 255
+        rgb = rgba[..., :3] * alpha + 255 * (1 - alpha)  # onto white
+        return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    if mode == "LAB":
+        from PIL import ImageCms
+
+        transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                            "LAB", "RGB")
+        return np.asarray(ImageCms.applyTransform(img, transform))
+    return np.asarray(img.convert("RGB"))  # RGB, L, 1 (0 / 255), P, CMYK, YCbCr, HSV
 
 
 def sha256(path, chunk: int = 1 << 20) -> str:
@@ -74,6 +108,8 @@ def sha256(path, chunk: int = 1 << 20) -> str:
 def write_split(source, out, val: float = 0.05, test: float = 0.05, seed: int = 0) -> dict:
     """Assign every image of ``source`` to train / val / test by a seeded shuffle and write a manifest
     with the SHA-256 of each file, so that every model is trained and scored on the same images."""
+    out = Path(out)
+    _check_writable(out)  # before hashing thousands of files
     images = list_images(source)
     root = Path(source) if Path(source).is_dir() else Path(source).parent
     order = np.random.default_rng(seed).permutation(len(images))
@@ -88,12 +124,28 @@ def write_split(source, out, val: float = 0.05, test: float = 0.05, seed: int = 
                 entries[split].append({"path": os.path.relpath(p.resolve(), root.resolve()), "sha256": sha256(p)})
                 bar.update()
     manifest = {"format": "inpaint-zoo-split/1", "root": str(root.resolve()), "seed": seed, "splits": entries}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ZooError(f"cannot write manifest {out}: {exc.strerror or exc}") from None
     return manifest
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output path that cannot be written: a folder, or a parent that is a file or read-only."""
+    if out.is_dir():
+        raise ZooError(f"--out {out} is a folder; give a file name such as {out / 'split.json'}")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ZooError(f"cannot write {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ZooError(f"cannot write {out}: {ancestor} is not writable")
 
 
 def read_split(manifest_path, split: str, verify: bool = False) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from zoo.errors import MaskError, ZooError
+from zoo.errors import MaskError, ZooError, lookup_name, register_name
 
 MaskFn = Callable[..., np.ndarray]
 MASK_GENERATORS: dict[str, MaskFn] = {}
@@ -23,16 +23,14 @@ MASK_GENERATORS: dict[str, MaskFn] = {}
 
 def register_mask(name: str):
     def wrap(fn):
-        MASK_GENERATORS[name] = fn
+        register_name(MASK_GENERATORS, "mask generator", name, fn)
         return fn
 
     return wrap
 
 
 def make_mask(name: str, rng: np.random.Generator, height: int, width: int, **kwargs) -> np.ndarray:
-    if name not in MASK_GENERATORS:
-        raise ZooError(f"unknown mask generator {name!r}; known: {', '.join(sorted(MASK_GENERATORS))}")
-    return MASK_GENERATORS[name](rng, height, width, **kwargs)
+    return lookup_name(MASK_GENERATORS, "mask generator", name)(rng, height, width, **kwargs)
 
 
 def brush_stroke(rng, mask, min_vertices, max_vertices, min_width, max_width, scale=1.0,

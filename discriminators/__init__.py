@@ -12,21 +12,21 @@ from collections.abc import Callable
 
 from torch import nn
 
+from zoo.errors import lookup_name, register_name
+
 _DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_discriminator(name: str):
     def wrap(fn):
-        _DISCRIMINATORS[name] = fn
+        register_name(_DISCRIMINATORS, "discriminator", name, fn)
         return fn
 
     return wrap
 
 
 def create_discriminator(name: str, **kwargs) -> nn.Module:
-    if name not in _DISCRIMINATORS:
-        raise KeyError(f"unknown discriminator {name!r}; known: {', '.join(sorted(_DISCRIMINATORS))}")
-    return _DISCRIMINATORS[name](**kwargs)
+    return lookup_name(_DISCRIMINATORS, "discriminator", name)(**kwargs)
 
 
 def list_discriminators() -> list[str]:

@@ -12,6 +12,7 @@ from torch import nn
 from losses import adversarial, reconstruction
 from losses.perceptual import VGGFeatures, perceptual_distance, style_distance
 from zoo.contract import composite
+from zoo.errors import UnknownNameError, ZooError
 
 PIXEL_LOSSES = {"l1": reconstruction.l1, "discounted_l1": reconstruction.discounted_l1}
 FEATURE_LOSSES = {"perceptual": perceptual_distance, "style": style_distance}
@@ -40,9 +41,9 @@ class GeneratorLoss(nn.Module):
         super().__init__()
         for term in terms:
             if term.name not in PIXEL_LOSSES and term.name not in FEATURE_LOSSES:
-                raise ValueError(f"unknown loss {term.name!r}; known: {RECONSTRUCTION_LOSSES}")
+                raise UnknownNameError("loss", term.name, RECONSTRUCTION_LOSSES)
             if term.on not in ("raw", "composite"):
-                raise ValueError(f"loss term 'on' must be 'raw' or 'composite', got {term.on!r}")
+                raise ZooError(f"loss term 'on' must be 'raw' or 'composite', got {term.on!r}")
         self.terms, self.names = tuple(terms), term_names(terms)
         self.extractors = nn.ModuleDict()
         for term in self.terms:

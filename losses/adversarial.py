@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from zoo.errors import lookup_name
+
 
 def _heads(logits):
     return logits if isinstance(logits, (tuple, list)) else (logits,)
@@ -65,11 +67,11 @@ NEEDS_REAL_FOR_G = {"rals"}
 
 
 def d_loss(kind: str, real_logits, fake_logits) -> torch.Tensor:
-    return _per_head(D_LOSSES[kind], real_logits, fake_logits)
+    return _per_head(lookup_name(D_LOSSES, "adversarial loss", kind), real_logits, fake_logits)
 
 
 def g_loss(kind: str, real_logits, fake_logits) -> torch.Tensor:
-    return _per_head(G_LOSSES[kind], real_logits, fake_logits)
+    return _per_head(lookup_name(G_LOSSES, "adversarial loss", kind), real_logits, fake_logits)
 
 
 def gradient_penalty(discriminator, reals, fakes, mask, hole_only: bool = False):

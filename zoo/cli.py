@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import TrainingAborted, TrainingStopped, ZooError
 
 
 def _count_parameters(name: str) -> int:
@@ -46,6 +46,14 @@ def cmd_train(args) -> int:
     from trainers.trainer import train
 
     if args.resume:  # the run's own config, with a new step budget if given
+        fixed = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--size", args.size),
+                                          ("--batch-size", args.batch_size), ("--width", args.width),
+                                          ("--out", args.out), ("--init-from", args.init_from),
+                                          ("--config", args.config), ("--set", args.set), ("--seed", args.seed))
+                 if value not in (None, [])]
+        if fixed:
+            raise ZooError(f"--resume continues a run with its own settings; {fixed[0]} cannot change them (only "
+                           "--max-steps, --workers and --tracker can)")
         overrides = {k: v for k, v in dict(max_steps=args.max_steps, workers=args.workers,
                                            tracker=args.tracker).items() if v is not None}
         run_dir = train(resume=args.resume, **overrides)
@@ -62,6 +70,15 @@ def cmd_train(args) -> int:
 def cmd_split(args) -> int:
     from data.images import write_split
 
+    for flag, value in (("--val", args.val), ("--test", args.test)):
+        if not 0 <= value < 1:
+            raise ZooError(f"{flag} must be a fraction in [0, 1), got {value}")
+    if args.val + args.test >= 1:
+        raise ZooError(f"--val {args.val} + --test {args.test} leave no training images; their sum must be below 1")
+    if args.seed < 0:
+        raise ZooError(f"--seed must be >= 0, got {args.seed}")
+    if not args.out.endswith(".json"):
+        raise ZooError(f"--out {args.out}: a split manifest is a .json file (--data recognises it by that)")
     manifest = write_split(args.data, args.out, val=args.val, test=args.test, seed=args.seed)
     counts = ", ".join(f"{k} {len(v)}" for k, v in manifest["splits"].items())
     print(f"wrote {args.out}: {counts}")
@@ -329,11 +346,16 @@ def _evaluation_flags(p) -> None:
     p.add_argument("--cpu", action="store_true", help="evaluate on the CPU even if a GPU is present")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other bad input (argparse would print the usage first)
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="GAN inpainting model zoo")
+    parser = _Parser(prog="zoo", description="GAN inpainting model zoo")
     parser.add_argument("--cache-dir", metavar="DIR", help="weights cache (default $ZOO_CACHE or "
                         "~/.cache/inpaint-zoo)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("list", help="registered models").set_defaults(fn=cmd_list)
 
@@ -454,6 +476,10 @@ def main(argv=None) -> int:
     except ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (TrainingStopped, TrainingAborted) as exc:  # a signal: the last step was saved, or the save abandoned
+        if str(exc):
+            print(exc, file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

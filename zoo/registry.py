@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ZooError
+from zoo.errors import UnknownNameError, register_name
 
 if TYPE_CHECKING:
     from torch import nn
@@ -139,9 +139,7 @@ def register_model(name: str, **preset_fields):
     """Decorator registering ``fn(**overrides) -> generator`` as preset ``name``."""
 
     def wrap(fn):
-        if name in _PRESETS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _PRESETS[name] = Preset(name=name, factory=fn, **preset_fields)
+        register_name(_PRESETS, "model", name, Preset(name=name, factory=fn, **preset_fields))
         return fn
 
     return wrap
@@ -164,7 +162,7 @@ def get_preset(name: str) -> Preset:
         _import_families(name)
     try:
         return _PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UnknownModelError(name) from None
 
 
@@ -181,10 +179,6 @@ def replace_recipe(recipe: Recipe, **changes) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
-class UnknownModelError(ZooError, KeyError):
+class UnknownModelError(UnknownNameError):
     def __init__(self, name):
-        self.name = name
-        super().__init__(name)
-
-    def __str__(self):
-        return f"unknown model {self.name!r}; registered models: {', '.join(list_models())}"
+        super().__init__("model", name, list_models())
