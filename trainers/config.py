@@ -122,7 +122,7 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
     if name is None:
         raise ZooError("no model given: pass --model NAME (see `zoo list`)")
     preset = get_preset(name)
-    cfg = {**TRAIN_DEFAULTS, "model": name, "model_kwargs": dict(preset.defaults),
+    cfg = {**TRAIN_DEFAULTS, "model": name, "model_kwargs": {**preset.defaults, **preset.recipe.train_model_kwargs},
            "masks": preset.recipe.masks, "mask_kwargs": dict(preset.recipe.mask_kwargs),
            "ema_kimg": preset.recipe.ema_kimg, "recipe": recipe_to_dict(preset.recipe)}
     unknown = set(file_cfg) - set(cfg) - {"warnings", "resolved"}
