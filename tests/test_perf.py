@@ -139,3 +139,27 @@ def test_training_only_model_kwargs_reach_the_run_but_not_inference():
     assert off["model_kwargs"]["grad_checkpointing"] is False
     assert "grad_checkpointing" not in zoo.get_preset("hint").defaults  # zoo.load / inference build without it
     assert "grad_checkpointing" not in resolve_config("deepfill_v2")["model_kwargs"]
+
+
+def test_hole_windows_on_the_device_equal_the_bounding_box_loop():
+    """The global-local critic's local windows, found without reading the mask back, against a plain loop."""
+    from discriminators.global_local import crop_windows, hole_windows
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(6, 1, 40, 56)
+    mask[0, :, 3:9, 50:56] = 1  # at the right border: the window is clamped
+    mask[1, :, 0:2, 0:3] = 1  # top-left corner
+    mask[1, :, 30:35, 20:22] = 1  # two holes: the box spans both
+    mask[2, :, 10:30, 5:40] = 1  # larger than the window
+    # mask[3] has no hole: the window is centred
+    mask[4:] = (torch.rand(2, 1, 40, 56, generator=g) < 0.01).float()
+    image = torch.randn(6, 3, 40, 56, generator=g)
+    for size in (8, 16, 40):
+        corners = hole_windows(mask, size)
+        for i in range(6):
+            ys, xs = torch.nonzero(mask[i, 0] > 0.5, as_tuple=True)
+            cy, cx = ((int(ys.min()) + int(ys.max()) + 1) // 2, (int(xs.min()) + int(xs.max()) + 1) // 2) \
+                if len(ys) else (20, 28)
+            y, x = min(max(cy - size // 2, 0), 40 - size), min(max(cx - size // 2, 0), 56 - size)
+            assert corners[i].tolist() == [y, x], (size, i)
+            assert torch.equal(crop_windows(image, corners, size)[i], image[i, :, y : y + size, x : x + size])

@@ -88,12 +88,12 @@ def machine_peaks(device, repeats=3) -> dict:
             "conv 128->128 3x3 @128^2": 2 * 128 * 128 * 9 * 128 * 128 / conv / 1e9}
 
 
-def batch(n, size, device, seed=0):
+def batch(n, size, device, seed=0, layout=torch.contiguous_format):
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(n, 3, size, size, generator=g) * 2 - 1
     mask = torch.zeros(n, 1, size, size)
     mask[..., size // 4 : size // 2, size // 4 : 3 * size // 4] = 1
-    return image.to(device), mask.to(device)
+    return image.to(device, memory_format=layout), mask.to(device, memory_format=layout)
 
 
 def main(argv=None):
@@ -112,6 +112,7 @@ def main(argv=None):
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--fwd-bwd", type=int, default=0, metavar="BATCH",
                    help="also time generator forward + backward (no D, no optimiser) at this batch size")
+    p.add_argument("--channels-last", action="store_true", help="generator and inputs in channels-last memory format")
     p.add_argument("--flops", action="store_true", help="FLOPs per forward and achieved GFLOP/s vs machine peak")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -130,12 +131,14 @@ def main(argv=None):
     if preset.size_arg:  # a model with resolution-tied layers is built for the size it runs at
         overrides[preset.size_arg] = size
     G = zoo.create_model(args.model, **overrides).to(device)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    G = G.to(memory_format=layout)
     n_params = sum(q.numel() for q in G.parameters())
     print(f"{args.model}: {n_params:,} generator parameters, {size}x{size}, {device}, "
           f"{torch.get_num_threads()} CPU threads, model kwargs {overrides}")
 
     if not args.skip_forward:
-        image, mask = batch(args.forward_batch, size, device)
+        image, mask = batch(args.forward_batch, size, device, layout=layout)
         G.eval()
         steps = GANSteps(None, G, None, None, None, None, preset.recipe)
 
@@ -152,7 +155,7 @@ def main(argv=None):
                   f"{flops / seconds / 1e9:.1f} GFLOP/s; machine peak GFLOP/s: {peaks}")
 
     if args.fwd_bwd:
-        image, mask = batch(args.fwd_bwd, size, device, seed=2)
+        image, mask = batch(args.fwd_bwd, size, device, seed=2, layout=layout)
         G.train()
         steps = GANSteps(None, G, None, None, None, None, preset.recipe)
 
@@ -175,7 +178,7 @@ def main(argv=None):
         opt_g = torch.optim.Adam(G.parameters(), lr=recipe.optim_g.lr, betas=recipe.optim_g.betas)
         opt_d = torch.optim.Adam(D.parameters(), lr=recipe.optim_d.lr, betas=recipe.optim_d.betas)
         steps = GANSteps(accelerator, G.train(), D.train(), opt_g, opt_d, gen_loss, recipe)
-        image, mask = batch(args.train_batch, size, device, seed=1)
+        image, mask = batch(args.train_batch, size, device, seed=1, layout=layout)
         counter = [0]
 
         def train_step():

@@ -40,6 +40,7 @@ TRAIN_DEFAULTS = dict(
     ddp_find_unused=False,
     deterministic=False,
     init_from=None,
+    compile=False,  # torch.compile G and D (opt-in: compiling costs minutes up front)
 )
 
 DEMO_SIZE, DEMO_BATCH = 128, 4  # with no --data: the embedded photos, small enough for a laptop CPU

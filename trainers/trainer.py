@@ -118,6 +118,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     if cfg["ema_kimg"]:
         ema_beta = 0.5 ** (cfg["batch_size"] * accelerator.num_processes / (cfg["ema_kimg"] * 1000))
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if ema_beta else None
+    if cfg.get("compile"):  # in place: the modules, their parameters and state-dict names stay the same
+        backend = cfg["compile"] if isinstance(cfg["compile"], str) else "inductor"  # or e.g. aot_eager
+        G.compile(backend=backend)
+        D.compile(backend=backend)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gen_loss = GeneratorLoss(recipe.losses, cfg["weights_dir"], cfg["allow_random_vgg"])

@@ -626,11 +626,13 @@ class MAT(nn.Module):
 
         ws = self.mapping(z, truncation_psi)
         if self.training and self.style_mixing_prob > 0:
-            cutoff = int(torch.randint(1, ws.shape[1], (), device=device, generator=generator))
-            if float(torch.rand((), device=device, generator=generator)) < self.style_mixing_prob:
-                other = self.mapping(torch.randn(z.shape, device=device, generator=generator), truncation_psi,
-                                     update_w_avg=False)
-                ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
+            # as the official training loop: decided on the device (no host sync), the second latent always drawn
+            cutoff = torch.randint(1, ws.shape[1], (), device=device, generator=generator)
+            mix = torch.rand((), device=device, generator=generator) < self.style_mixing_prob
+            other = self.mapping(torch.randn(z.shape, device=device, generator=generator), truncation_psi,
+                                 update_w_avg=False)
+            later = torch.arange(ws.shape[1], device=device).view(1, -1, 1) >= cutoff
+            ws = torch.where(later & mix, other, ws)
 
         def keep(stage, shape):
             if keep_maps is not None:
