@@ -1,6 +1,8 @@
 """Speed and memory options give the same numbers: activation checkpointing (same gradients), fused attention
 (same outputs as the explicit softmax), training-only model kwargs reaching the run's generator."""
 
+import os
+
 import pytest
 import torch
 
@@ -163,3 +165,25 @@ def test_hole_windows_on_the_device_equal_the_bounding_box_loop():
             y, x = min(max(cy - size // 2, 0), 40 - size), min(max(cx - size // 2, 0), 56 - size)
             assert corners[i].tolist() == [y, x], (size, i)
             assert torch.equal(crop_windows(image, corners, size)[i], image[i, :, y : y + size, x : x + size])
+
+
+@pytest.mark.skipif(not os.environ.get("ZOO_COMPILE_TESTS"), reason="compiles three runs (minutes on a CPU); "
+                    "set ZOO_COMPILE_TESTS=1 (or a torch.compile backend name, e.g. aot_eager) to run it")
+def test_resume_with_compile_continues_exactly(tmp_path):
+    from tests.test_trainer import tiny_config
+    from trainers.checkpoint import read_checkpoint
+    from trainers.trainer import train
+
+    backend = os.environ["ZOO_COMPILE_TESTS"]
+    backend = True if backend == "1" else backend
+    try:
+        straight = train({**tiny_config(tmp_path / "straight"), "compile": backend})
+        half = train({**tiny_config(tmp_path / "half", max_steps=2), "compile": backend})
+        resumed = train(resume=str(half), max_steps=4)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    assert b["config"]["compile"] == backend
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
