@@ -187,7 +187,8 @@ def child(args) -> dict:
         sys.path.insert(0, str(Path(args.zoo).resolve()))
         import zoo  # noqa: PLC0415
 
-        kwargs = dict(zoo.get_preset(family["preset"]).recipe.train_model_kwargs) if mode_train else {}
+        recipe = zoo.get_preset(family["preset"]).recipe
+        kwargs = dict(getattr(recipe, "train_model_kwargs", {})) if mode_train else {}  # older trees: none
         G = zoo.load(family["preset"], checkpoint=weights, **kwargs)
 
         def run(image, mask):
