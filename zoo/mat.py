@@ -588,7 +588,8 @@ class MAT(nn.Module):
     ``resolution`` is the build resolution (512 or 256 in the released models); inputs must be multiples of it.
     Stages: (stage-1 image, final image). Training mode draws z, noise and keep-maps at random and applies
     truncation ``train_truncation_psi`` and style mixing with probability ``style_mixing_prob`` (MAT's training
-    recipe: 0.5 and 0.5); eval mode uses truncation 1 and no mixing.
+    recipe: 0.5 and 0.5); eval mode uses truncation 1 and no mixing. ``grad_checkpointing`` recomputes the
+    transformer blocks in the backward pass instead of keeping their activations (see ``BasicLayer``).
     """
 
     def __init__(self, resolution=512, dim=180, num_heads=6, token_resolution=64, z_dim=512, w_dim=512,
