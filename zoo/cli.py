@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tracker", choices=["wandb", "tensorboard", "none"], help="default wandb (offline "
                    "without a key)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
-    t.add_argument("--compile", action="store_true", help="torch.compile G and D (setting compile; faster "
-                   "steps after a compile of a few minutes)")
+    t.add_argument("--compile", action="store_true", help="torch.compile G and D (setting compile; compiling "
+                   "takes minutes before the first step)")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("split", help="write train/val/test manifests with checksums")
