@@ -24,23 +24,32 @@ from discriminators import register_discriminator
 
 
 def hole_windows(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """Top-left corners (N x 2, (y, x)) of ``size`` x ``size`` windows centred on each hole's bounding box."""
-    n, _, height, width = mask.shape
-    corners = torch.zeros(n, 2, dtype=torch.long)
-    for i in range(n):
-        ys, xs = torch.nonzero(mask[i, 0] > 0.5, as_tuple=True)
-        if len(ys) == 0:
-            cy, cx = height // 2, width // 2
-        else:
-            cy = (int(ys.min()) + int(ys.max()) + 1) // 2
-            cx = (int(xs.min()) + int(xs.max()) + 1) // 2
-        corners[i, 0] = min(max(cy - size // 2, 0), height - size)
-        corners[i, 1] = min(max(cx - size // 2, 0), width - size)
-    return corners
+    """Top-left corners (N x 2, (y, x)) of ``size`` x ``size`` windows centred on each hole's bounding box.
+
+    Computed on the mask's device without reading it back (no host sync in the training step): the first and
+    last hole row / column come from ``argmax`` over the any-hole profiles; a mask without hole centres the window.
+    """
+    _, _, height, width = mask.shape
+    hole = mask[:, 0] > 0.5
+
+    def centre(profile, length):  # profile: N x length, True where the row (column) holds a hole pixel
+        first = profile.to(torch.uint8).argmax(dim=1)
+        last = length - 1 - profile.flip(1).to(torch.uint8).argmax(dim=1)
+        return torch.where(profile.any(dim=1), (first + last + 1) // 2, length // 2)
+
+    cy, cx = centre(hole.any(dim=2), height), centre(hole.any(dim=1), width)
+    corners = torch.stack([(cy - size // 2).clamp(0, height - size), (cx - size // 2).clamp(0, width - size)], 1)
+    return corners.long()
 
 
 def crop_windows(image: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.stack([img[:, y : y + size, x : x + size] for img, (y, x) in zip(image, corners.tolist())])
+    """The ``size`` x ``size`` window at each image's corner, gathered on the device (no host sync)."""
+    offsets = torch.arange(size, device=image.device)
+    rows = (corners[:, 0:1] + offsets)[:, None, :, None]  # N x 1 x size x 1
+    cols = (corners[:, 1:2] + offsets)[:, None, None, :]  # N x 1 x 1 x size
+    batch = torch.arange(image.shape[0], device=image.device)[:, None, None, None]
+    channels = torch.arange(image.shape[1], device=image.device)[None, :, None, None]
+    return image[batch, channels, rows, cols]
 
 
 class _Critic(nn.Module):

@@ -79,6 +79,11 @@ def _masks(v):
         raise ValueError(f"a mask generator ({', '.join(sorted(MASK_GENERATORS))})")
 
 
+def _compile(v):
+    if not isinstance(v, bool) and not (isinstance(v, str) and v):
+        raise ValueError("true, false or a torch.compile backend name (e.g. aot_eager)")
+
+
 def _init_options(v):
     if not isinstance(v, dict) or set(v) - {"discriminator", "optimizers"} or not all(
             isinstance(x, bool) for x in v.values()):
@@ -118,6 +123,7 @@ SETTINGS = {
     "ddp_find_unused": (False, _bool),
     "deterministic": (False, _bool),
     "init_from": (None, _text()),
+    "compile": (False, _compile),  # torch.compile G and D (opt-in: compiling costs minutes up front)
     # --init-from: also load the source's discriminator; restore both optimisers (zoo checkpoints only)
     "init": ({"discriminator": True, "optimizers": False}, _init_options),
     "freeze": ([], _prefixes),  # generator parameter-name prefixes kept fixed while fine-tuning
@@ -264,7 +270,8 @@ def resolve_config(model=None, config_file=None, flags=None, sets=(), width=None
     if name is None:
         raise ZooError("no model given: pass --model NAME (see `zoo list`)")
     preset = get_preset(name)
-    cfg = {**copy.deepcopy(TRAIN_DEFAULTS), "model": name, "model_kwargs": dict(preset.defaults),
+    cfg = {**copy.deepcopy(TRAIN_DEFAULTS), "model": name,
+           "model_kwargs": {**preset.defaults, **preset.recipe.train_model_kwargs},  # e.g. activation checkpointing
            "masks": preset.recipe.masks, "mask_kwargs": dict(preset.recipe.mask_kwargs),
            "ema_kimg": preset.recipe.ema_kimg,
            "recipe": recipe_to_dict(preset.recipe)}

@@ -93,6 +93,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
         if cfg["init_from"] and not checkpoint:
             init = init_from(G, D, cfg["init_from"], dict(model=cfg["model"], init=cfg["init"], freeze=cfg["freeze"]))
         ema = EMA.for_run(G, recipe.ema_kimg, recipe.batch_size * accelerator.num_processes)
+        if cfg["compile"]:  # in place: the modules, their parameters and state-dict names stay the same
+            backend = cfg["compile"] if isinstance(cfg["compile"], str) else "inductor"  # or e.g. aot_eager
+            G.compile(backend=backend)
+            D.compile(backend=backend)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gen_loss = GeneratorLoss(recipe.losses, cfg["weights_dir"], cfg["allow_random_vgg"])

@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
     else:
         flags = dict(data=args.data, size=args.size, batch_size=args.batch_size, max_steps=args.max_steps,
                      out=args.out, seed=args.seed, workers=args.workers, tracker=args.tracker,
-                     init_from=args.init_from, cpu=args.cpu or None)
+                     init_from=args.init_from, cpu=args.cpu or None, compile=args.compile or None)
         cfg = resolve_config(args.model, args.config, flags, args.set, width=args.width)
         run_dir = train(cfg)
     print(f"done: checkpoints and samples in {run_dir}")
@@ -381,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tracker", choices=["wandb", "tensorboard", "none"], help="default wandb (offline "
                    "without a key)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    t.add_argument("--compile", action="store_true", help="torch.compile G and D (setting compile; compiling "
+                   "takes minutes before the first step)")
     t.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("split", help="write train/val/test manifests with checksums")

@@ -44,6 +44,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from zoo.contract import InpaintOutput, check_inputs
 from zoo.errors import CheckpointError, InputSizeError
@@ -223,24 +224,33 @@ class WindowAttention(nn.Module):
         self.proj = FullyConnectedLayer(dim, dim)
 
     def forward(self, x, valid=None, shift_bias=None, return_attention=False):
-        """x: (B * windows, N, C); valid: (B * windows, N, 1) in {0, 1} or None; shift_bias: (windows, N, N)."""
+        """x: (B * windows, N, C); valid: (B * windows, N, 1) in {0, 1} or None; shift_bias: (windows, N, N).
+
+        The scores are a plain softmax attention with an additive bias (shift regions, invalid keys), so they run
+        as one fused ``scaled_dot_product_attention`` (same scale, ``head_dim ** -0.5``); ``return_attention``
+        takes the explicit path that materialises the maps."""
         bw, n, c = x.shape
         heads = self.num_heads
         xn = F.normalize(x, p=2.0, dim=-1)
-        q = self.q(xn).reshape(bw, n, heads, c // heads).permute(0, 2, 1, 3)
-        k = self.k(xn).reshape(bw, n, heads, c // heads).permute(0, 2, 3, 1)
-        v = self.v(x).reshape(bw, n, heads, c // heads).permute(0, 2, 1, 3)
-        attn = (q @ k) * self.scale
+        q = self.q(xn).reshape(bw, n, heads, c // heads).transpose(1, 2)
+        k = self.k(xn).reshape(bw, n, heads, c // heads).transpose(1, 2)
+        v = self.v(x).reshape(bw, n, heads, c // heads).transpose(1, 2)
+        bias = None
         if shift_bias is not None:
             windows = shift_bias.shape[0]
-            attn = (attn.view(bw // windows, windows, heads, n, n) + shift_bias[None, :, None]).view(bw, heads, n, n)
+            bias = shift_bias.to(x.dtype)[None, :, None].expand(bw // windows, -1, -1, -1, -1).reshape(bw, 1, n, n)
         if valid is not None:
-            key_valid = valid.squeeze(-1)[:, None, None, :]
-            attn = attn + torch.where(key_valid == 0, -100.0, 0.0).to(attn.dtype)
+            key_bias = torch.where(valid.squeeze(-1)[:, None, None, :] == 0, -100.0, 0.0).to(x.dtype)
+            bias = key_bias if bias is None else bias + key_bias
             with torch.no_grad():
                 valid = valid.sum(dim=1, keepdim=True).clamp(0, 1).expand(-1, n, -1)
-        attn = attn.softmax(dim=-1)
-        out = self.proj((attn @ v).transpose(1, 2).reshape(bw, n, c))
+        if return_attention:
+            scores = q @ k.transpose(-2, -1) * self.scale
+            attn = (scores if bias is None else scores + bias).softmax(dim=-1)
+            out = attn @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = self.proj(out.transpose(1, 2).reshape(bw, n, c))
         return (out, valid, attn) if return_attention else (out, valid)
 
 
@@ -318,10 +328,14 @@ class PatchResample(nn.Module):
 
 class BasicLayer(nn.Module):
     """Optional token down/up-sampling, ``depth`` blocks (odd ones shifted), a 3x3 partial conv on the token map,
-    plus the layer's only residual connection (from after the resampling)."""
+    plus the layer's only residual connection (from after the resampling).
+
+    ``grad_checkpointing``: a forward pass that records gradients keeps only each block's input and recomputes
+    the block (attention maps, MLP) during the backward pass; same gradients, inference unaffected."""
 
     def __init__(self, dim, input_resolution, depth, num_heads, window_size, downsample=None):
         super().__init__()
+        self.grad_checkpointing = False
         self.downsample = downsample
         self.blocks = nn.ModuleList(
             SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
@@ -335,7 +349,10 @@ class BasicLayer(nn.Module):
             x, size, mask = self.downsample(x, size, mask)
         identity = x
         for block in self.blocks:
-            x, mask = block(x, size, mask)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x, mask = checkpoint(block, x, size, mask, use_reentrant=False)
+            else:
+                x, mask = block(x, size, mask)
         x, mask = self.conv(to_feature(x, size), to_feature(mask, size) if mask is not None else None)
         return to_tokens(x) + identity, size, (to_tokens(mask) if mask is not None else None)
 
@@ -572,12 +589,13 @@ class MAT(nn.Module):
     ``resolution`` is the build resolution (512 or 256 in the released models); inputs must be multiples of it.
     Stages: (stage-1 image, final image). Training mode draws z, noise and keep-maps at random and applies
     truncation ``train_truncation_psi`` and style mixing with probability ``style_mixing_prob`` (MAT's training
-    recipe: 0.5 and 0.5); eval mode uses truncation 1 and no mixing.
+    recipe: 0.5 and 0.5); eval mode uses truncation 1 and no mixing. ``grad_checkpointing`` recomputes the
+    transformer blocks in the backward pass instead of keeping their activations (see ``BasicLayer``).
     """
 
     def __init__(self, resolution=512, dim=180, num_heads=6, token_resolution=64, z_dim=512, w_dim=512,
                  channel_base=32768, channel_max=512, mapping_layers=8, use_noise=True,
-                 train_truncation_psi=0.5, style_mixing_prob=0.5):
+                 train_truncation_psi=0.5, style_mixing_prob=0.5, grad_checkpointing=False):
         super().__init__()
         res_log2 = int(math.log2(resolution))
         if 2**res_log2 != resolution or resolution < 32:
@@ -590,6 +608,8 @@ class MAT(nn.Module):
         self.synthesis = SynthesisNet(w_dim, resolution, 3, channel_base, channel_max, dim, num_heads,
                                       token_resolution, use_noise)
         self.mapping = MappingNet(z_dim, w_dim, self.synthesis.num_layers, num_layers=mapping_layers)
+        for layer in self.synthesis.first_stage.tran:  # activation checkpointing of the transformer blocks
+            layer.grad_checkpointing = grad_checkpointing
 
     def forward(self, masked_image, mask, z=None, noise_mode=None, truncation_psi=None, seed=None,
                 keep_maps=None, clamp=None) -> InpaintOutput:
@@ -608,11 +628,13 @@ class MAT(nn.Module):
 
         ws = self.mapping(z, truncation_psi)
         if self.training and self.style_mixing_prob > 0:
-            cutoff = int(torch.randint(1, ws.shape[1], (), device=device, generator=generator))
-            if float(torch.rand((), device=device, generator=generator)) < self.style_mixing_prob:
-                other = self.mapping(torch.randn(z.shape, device=device, generator=generator), truncation_psi,
-                                     update_w_avg=False)
-                ws = torch.cat([ws[:, :cutoff], other[:, cutoff:]], dim=1)
+            # as the official training loop: decided on the device (no host sync), the second latent always drawn
+            cutoff = torch.randint(1, ws.shape[1], (), device=device, generator=generator)
+            mix = torch.rand((), device=device, generator=generator) < self.style_mixing_prob
+            other = self.mapping(torch.randn(z.shape, device=device, generator=generator), truncation_psi,
+                                 update_w_avg=False)
+            later = torch.arange(ws.shape[1], device=device).view(1, -1, 1) >= cutoff
+            ws = torch.where(later & mix, other, ws)
 
         def keep(stage, shape):
             if keep_maps is not None:

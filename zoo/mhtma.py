@@ -82,8 +82,9 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
     residual, mask down-sampled by max pooling (a cell is missing if any of its pixels is), a key is missing
     if any cell of its patch is, lambda = -1e4, masked weights zeroed again after the softmax (a row with no
     valid key gives zeros, not an average of hole patches), values not normalised, fold divides by the number
-    of patches covering each cell. Queries are processed in chunks of at most ``max_elements`` scores per head
-    (rows are independent, so the result does not depend on the chunking).
+    of patches covering each cell. Queries are processed in chunks of at most ``max_elements`` scores over all
+    heads (rows are independent, so the result does not depend on the chunking). ``patches``,
+    ``attention_weights`` and ``fold`` spell one head out step by step; ``forward`` runs all heads fused.
     """
 
     def __init__(self, channels: int, heads: int = 2, patch_size: int = 3, temperature_width: int = 64,
@@ -132,21 +133,41 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
         return folded / F.fold(ones, tuple(size), p, padding=p // 2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, temperatures: torch.Tensor | None = None):
-        """Return (features, temperatures N x heads); ``temperatures`` overrides the temperature network."""
+        """Return (features, temperatures N x heads); ``temperatures`` overrides the temperature network.
+
+        All heads at once: their 1x1 embeddings stacked into one convolution (unfolded channels come out
+        head-major), and the masked softmax as one fused ``scaled_dot_product_attention`` per chunk of queries,
+        equal to ``attention_weights(...) @ values``: missing keys get weight exactly 0 (a boolean mask; the
+        fill with lambda gives 0 as well for every temperature the network can produce), and a sample with no
+        valid key attends to all keys and is then zeroed, so no row is ever all-masked (no NaN, no NaN gradient).
+        """
         n, _, h, w = x.shape
         if h < self.patch_size or w < self.patch_size:
             raise InputSizeError(f"MHTMA needs feature maps of at least {self.patch_size}x{self.patch_size}, "
                                  f"got {h}x{w}; use a larger image")
-        key_missing = self.key_missing(mask, (h, w))
+        p, heads = self.patch_size, self.heads
+        key_missing = self.key_missing(mask, (h, w)).bool()
         tau = self.temperature(x) if temperatures is None else temperatures
-        rows = max(1, self.max_elements // (n * key_missing.shape[1]))
-        heads = []
-        for i, embed in enumerate(self.embeddings):
-            queries, keys, values = self.patches(embed(x))
-            refined = [self.attention_weights(q, keys, key_missing, tau[:, i]) @ values  # Eq. 11
-                       for q in queries.split(rows, dim=1)]
-            heads.append(self.fold(torch.cat(refined, dim=1), (h, w)))
-        return torch.cat(heads, dim=1), tau
+        weight = torch.cat([embed.weight for embed in self.embeddings])
+        bias = torch.cat([embed.bias for embed in self.embeddings])
+        embedded = F.conv2d(x, weight, bias)
+
+        def per_head(unfolded):  # N x heads*D x L -> N x heads x L x D
+            return unfolded.view(n, heads, -1, unfolded.shape[-1]).transpose(2, 3)
+
+        queries = F.normalize(per_head(F.unfold(embedded, p, padding=p // 2)), dim=-1, eps=self.eps)
+        values = per_head(F.unfold(embedded, p))
+        keys = F.normalize(values, dim=-1, eps=self.eps)
+        queries = queries / tau.view(n, heads, 1, 1)  # Eq. 9's 1/tau, so the attention's own scale is 1
+        has_valid = (~key_missing).any(dim=-1)  # N
+        attend = (~key_missing | ~has_valid[:, None])[:, None, None, :]  # N x 1 x 1 x N_k, True = may attend
+        rows = max(1, self.max_elements // (n * heads * key_missing.shape[1]))
+        refined = torch.cat([F.scaled_dot_product_attention(q, keys, values, attn_mask=attend, scale=1.0)
+                             for q in queries.split(rows, dim=2)], dim=2)  # Eqs. 10-11
+        refined = refined * has_valid.view(n, 1, 1, 1).to(refined.dtype)
+        folded = F.fold(refined.transpose(2, 3).reshape(n, -1, h * w), (h, w), p, padding=p // 2)
+        ones = x.new_ones(1, p * p, h * w)
+        return folded / F.fold(ones, (h, w), p, padding=p // 2), tau  # heads concatenated (Eq. 12)
 
 
 class MHTMA(nn.Module):

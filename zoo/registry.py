@@ -92,6 +92,8 @@ class Recipe:
     ema_kimg: float | None = None
     # Optional ``fn(image, mask) -> dict`` of extra generator kwargs built per batch (e.g. a sketch).
     condition: Callable[..., dict] | None = None
+    # Generator kwargs for training only, merged into a run's ``model_kwargs`` (e.g. activation checkpointing).
+    train_model_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

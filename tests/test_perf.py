@@ -1,0 +1,189 @@
+"""Speed and memory options give the same numbers: activation checkpointing (same gradients), fused attention
+(same outputs as the explicit softmax), training-only model kwargs reaching the run's generator."""
+
+import os
+
+import pytest
+import torch
+
+import zoo
+from tests.conftest import random_batch
+from trainers.config import resolve_config
+from zoo.mat import TINY as MAT_TINY
+from zoo.mat import WindowAttention, shifted_window_bias
+from zoo.mhtma import MultiHeadTemperatureMaskedAttention
+
+HINT_TINY = dict(dim=8, num_blocks=(1, 2, 1, 1), heads=(1, 2, 4, 8))
+
+
+def gradients(model, **call_kwargs):
+    image, mask = random_batch()
+    model.zero_grad(set_to_none=True)
+    out = model(image * (1 - mask), mask, **call_kwargs)
+    sum((stage * torch.linspace(-1, 1, stage.numel()).view_as(stage)).sum() for stage in out.stages).backward()
+    return [stage.detach() for stage in out.stages], {n: p.grad.clone() for n, p in model.named_parameters()
+                                                      if p.grad is not None}
+
+
+@pytest.mark.parametrize("name, kwargs, call_kwargs", [
+    ("hint", HINT_TINY, {}),
+    ("mat", MAT_TINY, dict(seed=3)),  # training mode draws z, noise and keep-maps: from one seed
+])
+def test_activation_checkpointing_gives_the_same_gradients(name, kwargs, call_kwargs):
+    torch.manual_seed(0)
+    plain = zoo.create_model(name, **kwargs).train()
+    checkpointed = zoo.create_model(name, **kwargs, grad_checkpointing=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    out_a, grads_a = gradients(plain, **call_kwargs)
+    out_b, grads_b = gradients(checkpointed, **call_kwargs)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) == len(list(plain.parameters()))
+    for a, b in zip(out_a, out_b):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    worst = max((grads_a[k] - grads_b[k]).abs().max() for k in grads_a)
+    assert worst <= 1e-6, worst
+    assert max(g.abs().max() for g in grads_a.values()) > 1e-3  # gradients are not trivially zero
+
+
+def test_checkpointing_is_active_only_when_recording_gradients():
+    """The option changes what the backward pass recomputes, not the module tree or inference."""
+    model = zoo.create_model("hint", **HINT_TINY, grad_checkpointing=True).eval()
+    plain = zoo.create_model("hint", **HINT_TINY)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    recomputed = []
+    block = model.encoder_level1[0]
+    block.ffn1.register_forward_pre_hook(lambda *_: recomputed.append(torch.is_grad_enabled()))
+    image, mask = random_batch()
+    with torch.no_grad():
+        model(image * (1 - mask), mask)
+    assert recomputed == [False]  # one ordinary forward
+    recomputed.clear()
+    model.train()
+    model(image * (1 - mask), mask).final.sum().backward()
+    assert len(recomputed) == 2  # the forward, and its recomputation during backward
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("shifted", [False, True])
+def test_mat_window_attention_fused_equals_explicit_softmax(dtype, tol, shifted):
+    torch.manual_seed(0)
+    attention = WindowAttention(24, 3).to(dtype)
+    x = torch.randn(8, 64, 24, dtype=dtype)  # 2 images x 4 windows of 8 x 8 tokens
+    valid = (torch.rand(8, 64, 1) < 0.4).to(dtype)
+    valid[0] = 0  # a window without valid tokens
+    bias = shifted_window_bias((16, 16), 8, 4).to(dtype) if shifted else None
+    fused, valid_fused = attention(x, valid, bias)
+    explicit, valid_explicit, maps = attention(x, valid, bias, return_attention=True)
+    assert (fused - explicit).abs().max() <= tol
+    assert torch.equal(valid_fused, valid_explicit)
+    assert torch.allclose(maps.sum(-1), torch.ones((), dtype=dtype))
+    fused_nomask, _ = attention(x)
+    explicit_nomask, _, _ = attention(x, return_attention=True)
+    assert (fused_nomask - explicit_nomask).abs().max() <= tol
+
+
+def test_mat_transformer_stage_in_float64_is_unchanged_by_the_fused_attention(monkeypatch):
+    """MAT's whole transformer U-Net (tiny), fused attention vs explicit maps, in float64 to see past rounding
+    (the mapping network computes in float32 by design, so the stage is called with its style vectors)."""
+    torch.manual_seed(0)
+    stage = zoo.create_model("mat", **MAT_TINY).synthesis.first_stage.double().eval()
+    image, mask = (t.double() for t in random_batch())
+    known = 1 - mask
+    ws = torch.randn(2, 4, MAT_TINY["w_dim"], dtype=torch.float64)
+    keep_map = {}
+
+    def keep(shape):
+        return keep_map.setdefault(tuple(shape), (torch.rand(shape) < 0.5).double())
+
+    with torch.no_grad():
+        fused = stage(image * known, known, ws, keep)
+        original = WindowAttention.forward
+        monkeypatch.setattr(WindowAttention, "forward",
+                            lambda self, x, valid=None, shift_bias=None: original(self, x, valid, shift_bias, True)[:2])
+        explicit = stage(image * known, known, ws, keep)
+    assert fused.abs().max() > 0.01
+    assert (fused - explicit).abs().max() < 1e-10
+
+
+def mhtma_reference(m, x, mask, tau):
+    """MHTMA one head at a time, with the explicit weight matrix (the paper's equations step by step)."""
+    h, w = x.shape[-2:]
+    key_missing = m.key_missing(mask, (h, w))
+    heads = []
+    for i, embed in enumerate(m.embeddings):
+        queries, keys, values = m.patches(embed(x))
+        heads.append(m.fold(m.attention_weights(queries, keys, key_missing, tau[:, i]) @ values, (h, w)))
+    return torch.cat(heads, dim=1)
+
+
+@pytest.mark.parametrize("max_elements", [2**25, 500])
+def test_mhtma_fused_heads_equal_the_per_head_softmax(max_elements):
+    torch.manual_seed(0)
+    m = MultiHeadTemperatureMaskedAttention(8, 2, temperature_width=8, max_elements=max_elements)
+    x = torch.randn(3, 8, 12, 15)
+    mask = torch.zeros(3, 1, 12, 15)
+    mask[0, :, 2:6, 3:9] = 1
+    mask[1] = 1  # no valid key at all: zeros
+    tau = torch.tensor([[0.05, 2.0], [0.3, 0.01], [1.0, 1e-3]])
+    fused, _ = m(x, mask, temperatures=tau)
+    assert (fused - mhtma_reference(m, x, mask, tau)).abs().max() <= 1e-5
+    assert fused[1].abs().max() == 0 and fused[0].abs().min() > 0
+    out, learned_tau = m(x, mask)  # learned temperatures: gradients stay finite with an all-hole sample
+    assert (out - mhtma_reference(m, x, mask, learned_tau)).abs().max() <= 1e-5
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+def test_training_only_model_kwargs_reach_the_run_but_not_inference():
+    cfg = resolve_config("hint")
+    assert cfg["model_kwargs"]["grad_checkpointing"] is True
+    assert zoo.get_preset("hint").recipe.train_model_kwargs == {"grad_checkpointing": True}
+    off = resolve_config("hint", sets=["model_kwargs.grad_checkpointing=false"])
+    assert off["model_kwargs"]["grad_checkpointing"] is False
+    assert "grad_checkpointing" not in zoo.get_preset("hint").defaults  # zoo.load / inference build without it
+    assert "grad_checkpointing" not in resolve_config("deepfill_v2")["model_kwargs"]
+
+
+def test_hole_windows_on_the_device_equal_the_bounding_box_loop():
+    """The global-local critic's local windows, found without reading the mask back, against a plain loop."""
+    from discriminators.global_local import crop_windows, hole_windows
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(6, 1, 40, 56)
+    mask[0, :, 3:9, 50:56] = 1  # at the right border: the window is clamped
+    mask[1, :, 0:2, 0:3] = 1  # top-left corner
+    mask[1, :, 30:35, 20:22] = 1  # two holes: the box spans both
+    mask[2, :, 10:30, 5:40] = 1  # larger than the window
+    # mask[3] has no hole: the window is centred
+    mask[4:] = (torch.rand(2, 1, 40, 56, generator=g) < 0.01).float()
+    image = torch.randn(6, 3, 40, 56, generator=g)
+    for size in (8, 16, 40):
+        corners = hole_windows(mask, size)
+        for i in range(6):
+            ys, xs = torch.nonzero(mask[i, 0] > 0.5, as_tuple=True)
+            cy, cx = ((int(ys.min()) + int(ys.max()) + 1) // 2, (int(xs.min()) + int(xs.max()) + 1) // 2) \
+                if len(ys) else (20, 28)
+            y, x = min(max(cy - size // 2, 0), 40 - size), min(max(cx - size // 2, 0), 56 - size)
+            assert corners[i].tolist() == [y, x], (size, i)
+            assert torch.equal(crop_windows(image, corners, size)[i], image[i, :, y : y + size, x : x + size])
+
+
+@pytest.mark.skipif(not os.environ.get("ZOO_COMPILE_TESTS"), reason="compiles three runs (minutes on a CPU); "
+                    "set ZOO_COMPILE_TESTS=1 (or a torch.compile backend name, e.g. aot_eager) to run it")
+def test_resume_with_compile_continues_exactly(tmp_path):
+    from tests.test_trainer import tiny_config
+    from trainers.checkpoint import read_checkpoint
+    from trainers.trainer import train
+
+    backend = os.environ["ZOO_COMPILE_TESTS"]
+    backend = True if backend == "1" else backend
+    try:
+        straight = train({**tiny_config(tmp_path / "straight"), "compile": backend})
+        half = train({**tiny_config(tmp_path / "half", max_steps=2), "compile": backend})
+        resumed = train(resume=str(half), max_steps=4)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    assert b["config"]["compile"] == backend
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
