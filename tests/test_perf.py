@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from tests.conftest import random_batch
+from tests.helpers import random_batch
 from trainers.config import resolve_config
 from zoo.mat import TINY as MAT_TINY
 from zoo.mat import WindowAttention, shifted_window_bias

@@ -79,9 +79,12 @@ def _masks(v):
         raise ValueError(f"a mask generator ({', '.join(sorted(MASK_GENERATORS))})")
 
 
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
+
+
 def _compile(v):
-    if not isinstance(v, bool) and not (isinstance(v, str) and v):
-        raise ValueError("true, false or a torch.compile backend name (e.g. aot_eager)")
+    if not isinstance(v, bool) and v not in COMPILE_BACKENDS:
+        raise ValueError(f"true, false or a torch.compile backend ({', '.join(COMPILE_BACKENDS)})")
 
 
 def _init_options(v):
