@@ -106,9 +106,10 @@ class SCAL(nn.Module):
 class SandwichBlock(nn.Module):
     """FFN -> SCAL -> FFN, each sub-layer pre-norm with its own LayerNorm and a residual connection.
 
-    With ``grad_checkpointing`` a forward pass that records gradients keeps only each sub-layer's input and
-    recomputes its inside during the backward pass (the full-resolution FFN holds ~2.66 x 2 x C channels, the
-    bulk of HINT's training memory); the gradients are the same, inference is unaffected.
+    With ``grad_checkpointing`` a training-mode forward pass that records gradients keeps only each sub-layer's
+    input and recomputes its inside during the backward pass (the full-resolution FFN holds ~2.66 x 2 x C
+    channels, the bulk of HINT's training memory); the gradients are the same; eval mode (inference, export)
+    never checkpoints.
     """
 
     def __init__(self, dim: int, num_heads: int, expansion: float, grad_checkpointing: bool = False):
@@ -123,7 +124,7 @@ class SandwichBlock(nn.Module):
 
     def forward(self, x):
         for norm, layer in ((self.norm1_1, self.ffn1), (self.norm1, self.attn), (self.norm2, self.ffn)):
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = x + checkpoint(_pre_norm, norm, layer, x, use_reentrant=False)
             else:
                 x = x + layer(norm(x))
