@@ -190,7 +190,7 @@ class HINT(nn.Module):
     """The HINT generator. Called as ``G(image * (1 - mask), mask)`` in the zoo convention.
 
     ``grad_checkpointing`` (on in the training recipe) recomputes every Sandwich block's sub-layers in the
-    backward pass: forward + backward at 256 px, batch 1, peaks at ~3.6 GB instead of ~15.5 GB."""
+    backward pass: forward + backward at 256 px, batch 1, peaks at 3.5 GiB instead of 15.1 GiB."""
 
     def __init__(self, dim: int = 48, num_blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8), ffn_expansion_factor: float = 2.66,
                  grad_checkpointing: bool = False):
@@ -310,7 +310,7 @@ HINT_RECIPE = Recipe(
     # The official set is the external NVIDIA irregular masks (Liu et al.): their seeded imitation by default;
     # point ``masks=files`` / ``mask_kwargs.folder`` at the original files to follow the paper exactly.
     masks="liu_irregular",
-    # Activation checkpointing: fwd+bwd at 256 px, batch 1, 14.1 -> see tools/bench.py (README, performance).
+    # Activation checkpointing: fwd+bwd at 256 px, batch 1, 15.1 -> 3.5 GiB peak (tools/bench.py --fwd-bwd 1).
     train_model_kwargs=dict(grad_checkpointing=True),
 )
 
