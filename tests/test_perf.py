@@ -57,6 +57,9 @@ def test_checkpointing_is_active_only_when_recording_gradients():
         model(image * (1 - mask), mask)
     assert recomputed == [False]  # one ordinary forward
     recomputed.clear()
+    model(image * (1 - mask), mask).final.sum().backward()
+    assert recomputed == [True]  # eval mode (inference, export) never checkpoints, even with gradients
+    recomputed.clear()
     model.train()
     model(image * (1 - mask), mask).final.sum().backward()
     assert len(recomputed) == 2  # the forward, and its recomputation during backward

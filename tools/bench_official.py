@@ -195,7 +195,7 @@ def child(args) -> dict:
             kw = {"noise_mode": "const", "truncation_psi": 1.0} if family["preset"] == "mat" else {}
             return G(image * (1 - mask), mask, **kw).stages
 
-    image, mask = _inputs(family["size"])
+    image, mask = _inputs(args.size or family["size"])
     G.train(mode_train)
 
     def once():
@@ -232,6 +232,8 @@ def spawn(args, family, impl, mode, weights) -> dict:
     cmd = [sys.executable, __file__, "--child", "--family", family, "--impl", impl, "--mode", mode,
            "--weights", str(weights), "--root", args.root, "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--seed", str(args.seed), "--zoo", args.zoo]
+    if args.size:
+        cmd += ["--size", str(args.size)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", ZOO_OFFLINE="1")
@@ -252,6 +254,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="timed runs per process (median)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--size", type=int, default=None, help="input size instead of each family's native one "
+                   "(e.g. 128 for HINT's forward + backward where 16 GB of memory are not free)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pythonpath", help="extra import folder for the official code (e.g. where einops lives)")
     p.add_argument("--json", help="also write the raw results here")

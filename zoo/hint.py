@@ -107,9 +107,10 @@ class SCAL(nn.Module):
 class SandwichBlock(nn.Module):
     """FFN -> SCAL -> FFN, each sub-layer pre-norm with its own LayerNorm and a residual connection.
 
-    With ``grad_checkpointing`` a forward pass that records gradients keeps only each sub-layer's input and
-    recomputes its inside during the backward pass (the full-resolution FFN holds ~2.66 x 2 x C channels, the
-    bulk of HINT's training memory); the gradients are the same, inference is unaffected.
+    With ``grad_checkpointing`` a training-mode forward pass that records gradients keeps only each sub-layer's
+    input and recomputes its inside during the backward pass (the full-resolution FFN holds ~2.66 x 2 x C
+    channels, the bulk of HINT's training memory); the gradients are the same; eval mode (inference, export)
+    never checkpoints.
     """
 
     def __init__(self, dim: int, num_heads: int, expansion: float, grad_checkpointing: bool = False):
@@ -124,7 +125,7 @@ class SandwichBlock(nn.Module):
 
     def forward(self, x):
         for norm, layer in ((self.norm1_1, self.ffn1), (self.norm1, self.attn), (self.norm2, self.ffn)):
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = x + checkpoint(_pre_norm, norm, layer, x, use_reentrant=False)
             else:
                 x = x + layer(norm(x))
@@ -190,7 +191,7 @@ class HINT(nn.Module):
     """The HINT generator. Called as ``G(image * (1 - mask), mask)`` in the zoo convention.
 
     ``grad_checkpointing`` (on in the training recipe) recomputes every Sandwich block's sub-layers in the
-    backward pass: forward + backward at 256 px, batch 1, peaks at ~3.6 GB instead of ~15.5 GB."""
+    backward pass: forward + backward at 256 px, batch 1, peaks at 3.5 GiB instead of 15.1 GiB."""
 
     def __init__(self, dim: int = 48, num_blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8), ffn_expansion_factor: float = 2.66,
                  grad_checkpointing: bool = False):
@@ -331,7 +332,7 @@ HINT_RECIPE = Recipe(
     # The official set is the external NVIDIA irregular masks (Liu et al.): their seeded imitation by default;
     # point ``masks=files`` / ``mask_kwargs.folder`` at the original files to follow the paper exactly.
     masks="liu_irregular",
-    # Activation checkpointing: fwd+bwd at 256 px, batch 1, 14.1 -> see tools/bench.py (README, performance).
+    # Activation checkpointing: fwd+bwd at 256 px, batch 1, 15.1 -> 3.5 GiB peak (tools/bench.py --fwd-bwd 1).
     train_model_kwargs=dict(grad_checkpointing=True),
 )
 

@@ -330,8 +330,8 @@ class BasicLayer(nn.Module):
     """Optional token down/up-sampling, ``depth`` blocks (odd ones shifted), a 3x3 partial conv on the token map,
     plus the layer's only residual connection (from after the resampling).
 
-    ``grad_checkpointing``: a forward pass that records gradients keeps only each block's input and recomputes
-    the block (attention maps, MLP) during the backward pass; same gradients, inference unaffected."""
+    ``grad_checkpointing``: a training-mode forward pass that records gradients keeps only each block's input and
+    recomputes the block (attention maps, MLP) during the backward pass; same gradients; eval mode never does."""
 
     def __init__(self, dim, input_resolution, depth, num_heads, window_size, downsample=None):
         super().__init__()
@@ -349,7 +349,7 @@ class BasicLayer(nn.Module):
             x, size, mask = self.downsample(x, size, mask)
         identity = x
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x, mask = checkpoint(block, x, size, mask, use_reentrant=False)
             else:
                 x, mask = block(x, size, mask)
