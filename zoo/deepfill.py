@@ -364,6 +364,14 @@ def convert_deepfill_v1(obj, path, model: nn.Module) -> dict:
                           f"torch_model.p layout); its first keys are {list(state)[:3]}")
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py): the TorchScript-based ONNX exporter traces the static-graph contextual attention at
+# any size (the dynamo exporter takes minutes and gains nothing here).
+EXPORT = dict(exporter="torchscript", dynamic=True,
+              weights_license="official TF weights CC BY-NC 4.0 (JiahuiYu); PyTorch ports: see their repositories")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Presets
 

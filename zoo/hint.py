@@ -258,6 +258,13 @@ def convert_official_checkpoint(obj, path, model: nn.Module) -> dict:
     return dict(state)
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py): convolutions and channel attention only, traced at any size.
+EXPORT = dict(exporter="torchscript", dynamic=True, min_size=SIZE_MULTIPLE,
+              weights_license="MIT (ChrisChen1023/HINT code and released weights)")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Preset
 
