@@ -412,7 +412,7 @@ class OnnxGenerator(nn.Module):
         self.dynamic = meta["dynamic"] == "true"
         self.dynamic_batch = meta.get("dynamic_batch") == "true"
         multiple = int(meta["size_multiple"])
-        self.zoo_size_multiple = multiple if self.dynamic else math.gcd(self.height, self.width)
+        self.zoo_size_multiple = multiple if self.dynamic else 1  # a fixed-size file: no padding, one size
         self.extras = {k: v for k, v in json.loads(meta["inputs"]).items() if k not in ("image", "mask")}
         self.zoo_inputs = tuple(self.extras)
 
@@ -428,9 +428,8 @@ class OnnxGenerator(nn.Module):
             raise InputSizeError(f"{self.path.name} takes sizes that are multiples of "
                                  f"{self.metadata['size_multiple']}, got {h}x{w}")
         if not self.dynamic and (h, w) != (self.height, self.width):
-            raise InputSizeError(f"{self.path.name} takes {self.height}x{self.width} images only "
-                                 f"({self.metadata['size_rule']}), got {h}x{w}; export it with --size {h} {w}"
-                                 f"{' --dynamic' if self.dynamic else ''} or resize the image")
+            raise InputSizeError(f"{self.path.name} ({self.zoo_name}) takes {self.metadata['size_rule']}, got "
+                                 f"{h}x{w}: resize the image or export at --size {h} {w}")
 
     def forward(self, masked_image, mask, **extras) -> InpaintOutput:
         self._check(masked_image, mask)
