@@ -391,7 +391,7 @@ class OnnxGenerator(nn.Module):
     torch's generator, so seeds behave as with the PyTorch model). ``zoo_name`` and ``zoo_size_multiple`` come
     from the file's metadata."""
 
-    def __init__(self, path, device="cpu"):
+    def __init__(self, path, device="cpu", threads: int | None = None):
         super().__init__()
         import onnxruntime as ort
 
@@ -405,6 +405,8 @@ class OnnxGenerator(nn.Module):
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.log_severity_level = 4  # errors reach the caller as exceptions
+        if threads:
+            options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         meta = self.metadata
         self.zoo_name = meta["preset"]
