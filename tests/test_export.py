@@ -99,6 +99,18 @@ def test_export_matches_pytorch(name, fmt, tmp_path):
         assert max_hole_diff(got, expected, mask) <= TOLERANCE
 
 
+def test_deepfill_tf_mode_weights_export_at_one_size(tmp_path):
+    """TF-mode padding depends on the input size: --dynamic says so and exports the given size, which matches."""
+    model = tiny_model("deepfill_v2").configure(tf_mode=True)
+    notes = []
+    meta = export_model("deepfill_v2", "onnx", (64, 64), tmp_path / "tf.onnx", dynamic=True, model=model,
+                        log=notes.append)
+    assert meta["dynamic"] == "false" and len(notes) == 1 and "TF-mode" in notes[0]
+    masked_image, mask = example_batch(1, 64, 64, seed=5)
+    got = OnnxGenerator(tmp_path / "tf.onnx")(masked_image, mask).final
+    assert max_hole_diff(got, reference(model, masked_image, mask, {}), mask) <= TOLERANCE
+
+
 def test_dense_contextual_attention_equals_blocked_path():
     torch.manual_seed(0)
     for fuse in (True, False):

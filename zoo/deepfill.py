@@ -368,7 +368,10 @@ def convert_deepfill_v1(obj, path, model: nn.Module) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Export (zoo/export.py): the TorchScript-based ONNX exporter traces the static-graph contextual attention at
 # any size (the dynamo exporter takes minutes and gains nothing here).
-EXPORT = dict(exporter="torchscript", dynamic=True,
+# Weights converted from the TF release run in TF mode, whose SAME padding and align_corners resizes are computed
+# from the input size: those are exported at one size.
+EXPORT = dict(exporter="torchscript", dynamic=lambda model: not model.tf_mode,
+              fixed_reason="TF-mode weights (the converted TF release) pad and resize by the input size",
               weights_license="official TF weights CC BY-NC 4.0 (JiahuiYu); PyTorch ports: see their repositories")
 
 

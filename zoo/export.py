@@ -12,8 +12,8 @@ What differs per family lives in the family's own module as ``EXPORT = dict(...)
 
 * ``exporter``: ``"dynamo"`` (``torch.export``-based) or ``"torchscript"`` (the tracing-based ONNX exporter),
   whichever exports that family best;
-* ``dynamic``: whether height and width can stay free (multiples of the size multiple), and ``fixed_reason``,
-  the one line said when they cannot;
+* ``dynamic``: whether height and width can stay free (multiples of the size multiple), or ``fn(model) -> bool``
+  when that depends on the weights; ``fixed_reason``, the one line said when they cannot;
 * ``dynamic_batch`` (default True), ``min_size`` (the smallest side a dynamic export accepts);
 * ``inputs``: ``fn(model, batch, height, width) -> {name: (example tensor, how)}`` for the extra inputs, where
   ``how`` says what a runner passes when the caller gives nothing: ``"normal"`` (draw N(0, 1) from torch's
@@ -189,6 +189,8 @@ def export_model(name: str, fmt: str, size, out, dynamic: bool = False, checkpoi
     model = model.eval()
     multiple = getattr(model, "zoo_size_multiple", None) or preset.size_multiple
     check_size(name, multiple, height, width)
+    if callable(spec["dynamic"]):  # depends on the loaded weights (DeepFill's TF mode)
+        spec = dict(spec, dynamic=spec["dynamic"](model))
     if dynamic and not spec["dynamic"]:
         log(f"note: {name} cannot take free sizes ({spec['fixed_reason']}); exporting the fixed size {height}x{width}")
         dynamic = False
