@@ -46,7 +46,7 @@ def inpaint(model: nn.Module, image: torch.Tensor, mask: torch.Tensor, **conditi
     padded_image = _pad(image * (1 - mask), pad_h, pad_w)
     conditioning = {k: _pad(v, pad_h, pad_w) if torch.is_tensor(v) and v.dim() == 4 and v.shape[-2:] == (h, w)
                     else v for k, v in conditioning.items()}
-    device = next(model.parameters()).device
+    device = next(iter(model.parameters()), torch.empty(0)).device  # (an ONNX-backed model has none)
     out = model(padded_image.to(device), padded_mask.to(device),
                 **{k: v.to(device) if torch.is_tensor(v) else v for k, v in conditioning.items()})
     final = out.final[..., :h, :w].to(image.device)

@@ -94,8 +94,9 @@ def _sketch_conditioning(args, size, model) -> dict:
     from data.masks import read_mask_file
     from zoo.mhtma import sketch_from_drawing
 
-    if "sketch" not in inspect.signature(model.forward).parameters:
-        raise ZooError(f"model {args.model} takes no sketch (sketch-guided models: mhtma_sketch)")
+    accepted = getattr(model, "zoo_inputs", None) or inspect.signature(model.forward).parameters
+    if "sketch" not in accepted:
+        raise ZooError(f"model {model.zoo_name} takes no sketch (sketch-guided models: mhtma_sketch)")
     drawing = read_mask_file(args.sketch)
     if drawing.shape != size:
         raise ZooError(f"sketch {args.sketch} is {drawing.shape[1]}x{drawing.shape[0]} but image {args.image} is "
@@ -124,7 +125,7 @@ def cmd_inpaint(args) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    model = load(args.model, args.checkpoint, device=device)
+    model = _onnx_model(args, device) if args.onnx else load(_required_model(args), args.checkpoint, device=device)
     if args.variants < 1:
         raise ZooError("--variants must be at least 1")
     conditioning = _sketch_conditioning(args, image.shape[:2], model)
@@ -137,6 +138,57 @@ def cmd_inpaint(args) -> int:
         path = out_path if args.variants == 1 else out_path.with_name(f"{out_path.stem}_{k}{out_path.suffix}")
         Image.fromarray(np.ascontiguousarray(pixels)).save(path)
         print(f"wrote {path}")
+    return 0
+
+
+def _required_model(args) -> str:
+    if not args.model:
+        raise ZooError("give --model NAME (or --onnx FILE, an exported model)")
+    return args.model
+
+
+def _onnx_model(args, device):
+    """``--onnx FILE``: an exported model run by onnxruntime; ``--model``, if given, must be its preset."""
+    from zoo.export import OnnxGenerator
+
+    if args.checkpoint:
+        raise ZooError("--onnx runs the weights inside the exported file: drop --checkpoint")
+    model = OnnxGenerator(args.onnx, device=device)
+    if args.model and args.model != model.zoo_name:
+        raise ZooError(f"{args.onnx} is an export of {model.zoo_name}, not {args.model}")
+    return model
+
+
+def cmd_export(args) -> int:
+    import ast
+
+    from zoo.export import export_model
+    from zoo.registry import get_preset
+
+    preset = get_preset(args.model)
+    if args.weights and args.checkpoint:
+        raise ZooError("give --weights or --checkpoint, not both")
+    size = args.size or [preset.native_size]
+    if len(size) > 2:
+        raise ZooError(f"--size takes H [W], got {len(size)} numbers")
+    height, width = size[0], size[-1]
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ZooError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value
+    if args.width is not None:
+        overrides[preset.width_arg] = args.width
+    meta = export_model(args.model, args.format, (height, width), args.out, dynamic=args.dynamic,
+                        checkpoint=args.weights or args.checkpoint, overrides=overrides, opset=args.opset,
+                        log=lambda line: print(line, file=sys.stderr))
+    size_mb = Path(args.out).stat().st_size / 2**20
+    print(f"wrote {args.out}: {args.model} as {args.format} ({meta['exporter']}), {meta['size_rule']}, "
+          f"{size_mb:.1f} MiB, {meta['export_seconds']} s")
     return 0
 
 
@@ -157,7 +209,17 @@ def _evaluate(args, entries):
 def cmd_eval(args) -> int:
     from trainers.evaluation import Entry, default_out, eval_markdown, write_eval
 
-    entry = Entry(args.model, args.checkpoint, width=args.width)
+    if args.onnx:
+        from zoo.export import read_metadata
+
+        if args.checkpoint:
+            raise ZooError("--onnx scores the weights inside the exported file: drop --checkpoint")
+        preset = read_metadata(args.onnx)["preset"]  # a one-line error unless it is a zoo export
+        if args.model and args.model != preset:
+            raise ZooError(f"{args.onnx} is an export of {preset}, not {args.model}")
+        entry = Entry(preset, onnx=args.onnx, label=f"{preset}-onnx")
+    else:
+        entry = Entry(_required_model(args), args.checkpoint, width=args.width)
     ev = _evaluate(args, [entry])
     out = write_eval(ev, args.out or default_out("eval", f"{entry.label}-{args.masks}-{args.size}"))
     print(eval_markdown(ev, entry.label))
@@ -394,9 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_split)
 
     i = sub.add_parser("inpaint", help="fill the holes of one image")
-    i.add_argument("--model", required=True)
+    i.add_argument("--model", help="registered model name (optional with --onnx)")
     i.add_argument("--weights", "--checkpoint", dest="checkpoint", metavar="SOURCE", help="path (run, checkpoint, "
                    "official file), weights tag (mat.places512, see `zoo weights`), hf-hub:ORG/REPO or local-dir:DIR")
+    i.add_argument("--onnx", metavar="FILE", help="run an exported ONNX file (zoo export) with onnxruntime")
     i.add_argument("--image", required=True)
     i.add_argument("--mask", required=True, help="mask image, same size as the image")
     i.add_argument("--hole", choices=["white", "black"], default="white", help="which colour marks holes")
@@ -411,13 +474,31 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(fn=cmd_inpaint)
 
     e = sub.add_parser("eval", help="score one model (or baseline) on a fixed mask set, per hole-ratio bucket")
-    e.add_argument("--model", required=True, help="registered model, or a baseline: opencv_telea, opencv_ns")
+    e.add_argument("--model", help="registered model, or a baseline: opencv_telea, opencv_ns, mean_fill")
     e.add_argument("--weights", "--checkpoint", dest="checkpoint", metavar="SOURCE", help="zoo checkpoint (file or "
                    "run directory), official weights, weights tag, hf-hub:ORG/REPO or local-dir:DIR")
+    e.add_argument("--onnx", metavar="FILE", help="score an exported ONNX file (zoo export) run by onnxruntime")
     e.add_argument("--width", type=int, help="base width (cnum / dim) when the checkpoint does not record it")
     e.add_argument("--out", help="output folder (default runs/eval-MODEL-MASKS-SIZE-TIMESTAMP)")
     _evaluation_flags(e)
     e.set_defaults(fn=cmd_eval)
+
+    x = sub.add_parser("export", help="export a model to ONNX or TorchScript (composited output, zoo metadata)")
+    x.add_argument("--model", required=True, help="registered model name (see `zoo list`)")
+    source = x.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="SOURCE", help="weights to export (anything zoo.load takes)")
+    source.add_argument("--checkpoint", metavar="PATH", help="zoo checkpoint or official weights file")
+    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    x.add_argument("--size", type=int, nargs="+", metavar="N", help="H [W] of the exported graph (default: the "
+                   "model's native size); with --dynamic, the example size")
+    x.add_argument("--dynamic", action="store_true", help="free height and width (multiples of the model's size "
+                   "multiple) where the architecture allows it")
+    x.add_argument("--width", type=int, help="base width (cnum / dim) when the checkpoint does not record it")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="generator argument, "
+                   "e.g. resolution=64 (repeatable)")
+    x.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; at least 17)")
+    x.add_argument("--out", required=True, metavar="FILE")
+    x.set_defaults(fn=cmd_export)
 
     c = sub.add_parser("compare", help="score several models on the same pairs: leaderboard, plot, image grid")
     c.add_argument("--model", required=True, action="extend", nargs="+", metavar="ENTRY",

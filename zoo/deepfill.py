@@ -23,6 +23,7 @@ from zoo.contract import InpaintOutput
 from zoo.errors import CheckpointError
 from zoo.layers import ContextualAttention, ConvStack, GatedConv2d, UpConv2d
 from zoo.layers.contextual_attention import PATCH_NORMS
+from zoo.layers.export_safe import is_exporting
 from zoo.layers.gated_conv import resize_nearest_aligned
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model
 from zoo.weights_table import CC_BY_NC, GDriveFile, URLFile, WeightEntry, weight_table
@@ -195,7 +196,9 @@ class DeepFill(nn.Module):
         attention_features = self.attention_out(attention_features)
         x = self.decoder(torch.cat([conv_features, attention_features], dim=1))
         fine = self._to_rgb(self.decoder.allconv17(x))
-        return InpaintOutput(stages=(coarse, fine), aux={"attention": flow_image(offsets, masked_image.shape[-2:])})
+        # The colour-coded offsets are for people (sample grids); an exported graph returns only the fill.
+        aux = {} if is_exporting() else {"attention": flow_image(offsets, masked_image.shape[-2:])}
+        return InpaintOutput(stages=(coarse, fine), aux=aux)
 
 
 @torch.no_grad()
@@ -377,6 +380,15 @@ def read_daa233_tf(path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not daa233's torch_model.p state dict")
     return {"G": {k: v for k, v in obj.items() if torch.is_tensor(v)}}
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py): the TorchScript-based ONNX exporter traces the static-graph contextual attention at
+# any size (the dynamo exporter takes minutes and gains nothing here).
+# Weights converted from the TF release run in TF mode, whose SAME padding and align_corners resizes are computed
+# from the input size: those are exported at one size.
+EXPORT = dict(exporter="torchscript", dynamic=lambda model: not model.tf_mode,
+              fixed_reason="TF-mode weights (the converted TF release) pad and resize by the input size",
+              weights_license="official TF weights CC BY-NC 4.0 (JiahuiYu); PyTorch ports: see their repositories")
 
 
 # ---------------------------------------------------------------------------------------------------------

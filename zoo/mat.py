@@ -583,6 +583,12 @@ class SynthesisNet(nn.Module):
         return stage1, self.dec(fea_16, ws, gs, features, noise_mode, generator)
 
 
+def const_keep_map(stage: int, shape) -> torch.Tensor:
+    """The fixed keep-map of noise modes 'const' / 'none': drawn once from a fixed seed, shared by the batch."""
+    fixed = torch.Generator().manual_seed(CONST_KEEP_SEEDS[stage])
+    return (torch.rand((1, *shape[1:]), generator=fixed) < 0.5).float()
+
+
 class MAT(nn.Module):
     """MAT generator: ``G(image * (1 - mask), mask, z=None, noise_mode=None, ...) -> InpaintOutput``.
 
@@ -610,6 +616,14 @@ class MAT(nn.Module):
         self.mapping = MappingNet(z_dim, w_dim, self.synthesis.num_layers, num_layers=mapping_layers)
         for layer in self.synthesis.first_stage.tran:  # activation checkpointing of the transformer blocks
             layer.grad_checkpointing = grad_checkpointing
+
+    def keep_map_shapes(self, height: int, width: int):
+        """Shapes (1 x C x h x w) of the two keep-maps for an input of ``height`` x ``width``."""
+        first = self.synthesis.first_stage
+        per_token = 2 ** len(first.enc_conv) * 4  # input pixels per bottleneck token side (two 2x merges)
+        per_cell = self.resolution // 16  # stage 2's bottleneck is 16 x 16 at the build resolution
+        dim, channels = first.conv_first.conv.weight.shape[0], self.synthesis.to_style.conv[0].weight.shape[0]
+        return ((1, dim, height // per_token, width // per_token), (1, channels, height // per_cell, width // per_cell))
 
     def forward(self, masked_image, mask, z=None, noise_mode=None, truncation_psi=None, seed=None,
                 keep_maps=None, clamp=None) -> InpaintOutput:
@@ -641,8 +655,7 @@ class MAT(nn.Module):
                 return keep_maps[stage].to(device, masked_image.dtype)
             if noise_mode == "random":
                 return (torch.rand(shape, device=device, generator=generator) < 0.5).to(masked_image.dtype)
-            fixed = torch.Generator().manual_seed(CONST_KEEP_SEEDS[stage])  # one map shared by the batch
-            return (torch.rand((1, *shape[1:]), generator=fixed) < 0.5).to(device, masked_image.dtype)
+            return const_keep_map(stage, shape).to(device, masked_image.dtype)
 
         known = 1 - mask
         image = masked_image * known  # holes are zero whatever the caller passed
@@ -797,6 +810,28 @@ def convert_discriminator(obj, path, D: nn.Module) -> dict | None:
     if obj is None and path is not None and not zipfile.is_zipfile(path):
         return read_network_pickle(path).get("D")
     return None
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py), with the TorchScript-based ONNX exporter (the dynamo one takes minutes and its file
+# gave NaNs in onnxruntime here). The randomness becomes inputs: ``z`` and the two bottleneck keep-maps (the ONNX file
+# stores the eval-mode maps as their defaults); per-layer noise is the constant buffers ('const', the eval
+# default). One fixed size: the windows, shifted-window biases and constant noise are built for it; batch 1,
+# since the modulated convolutions group by sample.
+
+
+def _export_inputs(model, batch, height, width):
+    keeps = [const_keep_map(i, shape) for i, shape in enumerate(model.keep_map_shapes(height, width))]
+    return {"z": (torch.randn(batch, model.z_dim), "normal"),
+            "keep_stage1": (keeps[0], "stored"), "keep_stage2": (keeps[1], "stored")}
+
+
+def _export_call(model, masked_image, mask, z, keep_stage1, keep_stage2):
+    return model(masked_image, mask, z=z, keep_maps=(keep_stage1, keep_stage2), noise_mode="const")
+
+
+EXPORT = dict(exporter="torchscript", dynamic=False, dynamic_batch=False, inputs=_export_inputs, call=_export_call,
+              fixed_reason="MAT's windows, shifted-window masks and constant noise are built for one size",
+              weights_license="CC BY-NC 4.0 (fenglinglwb/MAT, research only)")
 
 
 # ---------------------------------------------------------------------------------------------------------

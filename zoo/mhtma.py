@@ -25,6 +25,7 @@ from zoo.contract import InpaintOutput, check_inputs
 from zoo.deepfill import ATTENTION_BRANCH_IN, ATTENTION_BRANCH_OUT, COARSE_LAYERS, CONV_BRANCH
 from zoo.errors import InputSizeError, ZooError
 from zoo.layers import ConvStack, GatedConv2d
+from zoo.layers.export_safe import fold_transposed, is_exporting
 from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Recipe, register_model, replace_recipe
 
 # Missing pixels start as the ImageNet mean colour [paper §IV-B]; its value was lost, the standard
@@ -99,7 +100,8 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
 
     def key_missing(self, mask: torch.Tensor, size) -> torch.Tensor:
         """N x N_k, 1 where a key patch contains a hole cell (Eq. 8); ``mask`` at any integer multiple of size."""
-        cells = F.adaptive_max_pool2d(mask, tuple(size))  # = max pooling by the feature stride
+        stride = mask.shape[-1] // size[-1]  # the feature stride (4): max pooling by it, which exports everywhere
+        cells = F.max_pool2d(mask, stride) if stride > 1 else mask
         return F.max_pool2d(cells, self.patch_size, stride=1).flatten(1).gt(0).to(mask.dtype)
 
     def patches(self, embedded: torch.Tensor):
@@ -121,16 +123,17 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
         # so in every row with a valid key the masked weights already underflow to exactly 0 in fp32 (for any
         # tau above ~1.01e-4); only samples with no valid key at all need their rows zeroed.
         has_valid = (~missing).any(dim=-1, keepdim=True)
-        if not bool(has_valid.all()):
+        if is_exporting() or not bool(has_valid.all()):  # no value-dependent branch in an exported graph
             weights = weights * has_valid
         return weights.to(queries.dtype)
 
     def fold(self, patches: torch.Tensor, size) -> torch.Tensor:
         """N x H*W x D patches back to N x C_e x H x W, averaging the overlaps."""
         p = self.patch_size
-        folded = F.fold(patches.transpose(1, 2), tuple(size), p, padding=p // 2)
-        ones = patches.new_ones(1, p * p, patches.shape[1])
-        return folded / F.fold(ones, tuple(size), p, padding=p // 2)
+        fold = fold_transposed if is_exporting() else F.fold  # the same sums; exporters take the former anywhere
+        folded = fold(patches.transpose(1, 2), tuple(size), p, padding=p // 2)
+        ones = torch.ones_like(patches[:1, :, :1]).expand(1, -1, p * p).transpose(1, 2)
+        return folded / fold(ones, tuple(size), p, padding=p // 2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, temperatures: torch.Tensor | None = None):
         """Return (features, temperatures N x heads); ``temperatures`` overrides the temperature network.
@@ -162,12 +165,15 @@ class MultiHeadTemperatureMaskedAttention(nn.Module):
         has_valid = (~key_missing).any(dim=-1)  # N
         attend = (~key_missing | ~has_valid[:, None])[:, None, None, :]  # N x 1 x 1 x N_k, True = may attend
         rows = max(1, self.max_elements // (n * heads * key_missing.shape[1]))
+        # one chunk when exporting: a size-dependent chunk count cannot follow a free size
+        chunks = [queries] if is_exporting() else queries.split(rows, dim=2)
         refined = torch.cat([F.scaled_dot_product_attention(q, keys, values, attn_mask=attend, scale=1.0)
-                             for q in queries.split(rows, dim=2)], dim=2)  # Eqs. 10-11
+                             for q in chunks], dim=2)  # Eqs. 10-11
         refined = refined * has_valid.view(n, 1, 1, 1).to(refined.dtype)
-        folded = F.fold(refined.transpose(2, 3).reshape(n, -1, h * w), (h, w), p, padding=p // 2)
-        ones = x.new_ones(1, p * p, h * w)
-        return folded / F.fold(ones, (h, w), p, padding=p // 2), tau  # heads concatenated (Eq. 12)
+        fold = fold_transposed if is_exporting() else F.fold  # the same sums; exporters take the former anywhere
+        folded = fold(refined.transpose(2, 3).reshape(n, -1, h * w), (h, w), p, padding=p // 2)
+        ones = torch.ones_like(refined[:1, 0, :, :1]).expand(1, -1, p * p).transpose(1, 2)  # 1 x p*p x H*W
+        return folded / fold(ones, (h, w), p, padding=p // 2), tau  # heads concatenated (Eq. 12)
 
 
 class MHTMA(nn.Module):
@@ -282,6 +288,19 @@ def sketch_from_drawing(drawing: np.ndarray) -> torch.Tensor:
     from skimage.morphology import skeletonize
 
     return torch.from_numpy(skeletonize(np.asarray(drawing) > 0).astype(np.float32))
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py): traced at any size; mhtma_sketch takes the sketch as a third input (zeros = no sketch).
+
+
+def _export_inputs(model, batch, height, width):
+    return {"sketch": (torch.zeros(batch, 1, height, width), "zeros")} if model.sketch else {}
+
+
+EXPORT = dict(exporter="torchscript", dynamic=True, inputs=_export_inputs,
+              weights_license="no released weights: the licence of whoever trained them")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -68,7 +68,10 @@ class RegionMaskGenerator(nn.Module):
         regions = self.to_regions(x)
         # Average pooling (chosen; the paper says "downsampled by 4 times"). adaptive_avg_pool2d onto the
         # trained grid equals avg_pool2d(4) at the trained size and resamples the grid at any other size.
-        grid = F.adaptive_avg_pool2d(regions, self.grid)
+        if size[0] % self.grid[0] == 0 and size[1] % self.grid[1] == 0:  # the same pooling, in a form exporters take
+            grid = F.avg_pool2d(regions, (int(size[0]) // self.grid[0], int(size[1]) // self.grid[1]))
+        else:
+            grid = F.adaptive_avg_pool2d(regions, self.grid)
         coarse = self.grid_linear(grid.flatten(2)).unflatten(2, self.grid)  # RM^c on the grid
         coarse = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)  # bilinear chosen
         region_masks = torch.softmax(self.norm(self.refine(coarse)), dim=1)  # Eq. (3), over regions
@@ -268,6 +271,14 @@ def region_map_image(region_scores: torch.Tensor, size) -> torch.Tensor:
     palette = region_palette(region_scores.shape[1]).to(region_scores.device, region_scores.dtype)
     rgb = palette[region_scores.argmax(1)].permute(0, 3, 1, 2)
     return F.interpolate(rgb, size=tuple(size), mode="nearest")
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Export (zoo/export.py): one fixed size, the one the region grid's linear layer was built for.
+EXPORT = dict(exporter="torchscript", dynamic=False,
+              fixed_reason="RA's shared linear layer maps a region grid tied to the image size",
+              weights_license="no released weights: the licence of whoever trained them")
 
 
 # ---------------------------------------------------------------------------------------------------------

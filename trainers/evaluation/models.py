@@ -34,6 +34,7 @@ class Entry:
     label: str | None = None
     overrides: dict = field(default_factory=dict)
     width: int | None = None
+    onnx: str | None = None  # an exported ONNX file (zoo export), run by onnxruntime instead of PyTorch
 
 
 def _literal(text: str):
@@ -127,6 +128,10 @@ def load_model(entry: Entry, device="cpu") -> torch.nn.Module:
     from zoo.api import load
     from zoo.registry import UnknownModelError, get_preset
 
+    if entry.onnx:
+        from zoo.export import OnnxGenerator
+
+        return OnnxGenerator(entry.onnx, device)
     try:
         preset = get_preset(entry.name)
     except UnknownModelError as exc:

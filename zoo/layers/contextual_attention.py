@@ -11,6 +11,11 @@ produced for a block of foreground positions at a time, together with the few ne
 fusion needs, so the score buffers stay near ``max_elements`` floats while the result equals the
 one-block computation.
 
+For export (``is_exporting()``, or ``dense=True``) the layer takes a static-graph path instead: the whole
+batch's score matrices at once, the fusion as the official identity convolutions, and a max-subtracted
+softmax (``stable_softmax``, fp16-safe), with no loop or branch that depends on values or sizes; it equals
+the blocked path to float rounding and is what ONNX and TorchScript files contain.
+
 Fusion follows the official implementation exactly: an identity 3x3 convolution over the score matrix
 laid out as a (foreground x background) image, first with both axes in row-major order, then with both
 in column-major order. Neighbours in the flattened order wrap across rows (columns), as they do there.
@@ -22,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.layers.export_safe import fold_transposed, is_exporting, stable_softmax
 from zoo.layers.gated_conv import resize_nearest_aligned
 
 PATCH_NORMS = ("clamp", "additive")
@@ -44,6 +50,7 @@ class ContextualAttention(nn.Module):
         align_corners: bool = False,
         patch_norm: str = "clamp",
         max_elements: int = 2**26,
+        dense: bool = False,
     ):
         super().__init__()
         if patch_size % 2 != 1:
@@ -61,6 +68,7 @@ class ContextualAttention(nn.Module):
         # Score-matrix entries per block of foreground rows (2**26 floats = 256 MiB). The fusion holds about
         # three buffers of (block + 2 image rows) x background entries, so peak memory is a few times this.
         self.max_elements = max_elements
+        self.dense = dense  # the static-graph path even when not exporting (tests compare the two)
 
     def extra_repr(self):
         return (f"patch_size={self.patch_size}, rate={self.rate}, softmax_scale={self.softmax_scale}, "
@@ -91,6 +99,8 @@ class ContextualAttention(nn.Module):
         else:
             raise ValueError(f"mask of size {tuple(mask.shape[-2:])} fits neither {height}x{width} nor {h}x{w}")
         f_small, b_small = self._resize(foreground, h, w), self._resize(background, h, w)
+        if self.dense or is_exporting():
+            return self._attend_dense(f_small, b_small, background, small_mask)
         outputs, offsets = [], []
         for i in range(background.shape[0]):
             out, offset = self._attend_one(f_small[i : i + 1], b_small[i : i + 1], background[i : i + 1],
@@ -99,6 +109,33 @@ class ContextualAttention(nn.Module):
             offsets.append(offset)
         return torch.cat(outputs), torch.stack(offsets)
 
+    def _normalise(self, match):
+        if self.patch_norm == "clamp":
+            return match / match.norm(dim=-2, keepdim=True).clamp_min(1e-4)
+        return match / (match.square() + 1e-4).sum(dim=-2, keepdim=True).sqrt()
+
+    def _attend_dense(self, f_small, b_small, b, m_small):
+        """The whole batch in one score tensor (N x P x L); every shape follows from the input's."""
+        rate, k = self.rate, self.patch_size
+        pad = k // 2
+        n, _, height, width = b.shape
+        h, w = f_small.shape[-2:]
+        raw_patches = F.unfold(b, 2 * rate, padding=1, stride=rate)  # N x (C * 16) x L
+        match = self._normalise(F.unfold(b_small, k, padding=pad))  # N x (C k k) x L
+        queries = F.unfold(f_small, k, padding=pad)  # N x (C k k) x P
+        valid = F.unfold(m_small, k, padding=pad).mean(dim=1).eq(0).to(b.dtype)[:, None, :]  # N x 1 x L
+        scores = queries.transpose(1, 2) @ match
+        if self.fuse:
+            scores = fuse_scores_dense(scores, h, w)
+        attention = stable_softmax(scores * valid, dim=2, scale=self.softmax_scale) * valid
+        cols = attention @ raw_patches.transpose(1, 2)  # N x P x (C * 16)
+        out = fold_transposed(cols.transpose(1, 2), (height, width), 2 * rate, padding=1, stride=rate) / 4.0
+        best = attention.argmax(dim=2)  # N x P
+        own = torch.arange(h * w, device=b.device)
+        best_row, own_row = best // w, own // w
+        offset = torch.stack([best_row - own_row, (best - best_row * w) - (own - own_row * w)], dim=1)
+        return out, offset.view(n, 2, h, w)
+
     def _attend_one(self, f_small, b_small, b, m_small):
         rate, k = self.rate, self.patch_size
         height, width = b.shape[-2:]
@@ -106,11 +143,7 @@ class ContextualAttention(nn.Module):
         # Full-resolution 4x4 background patches, stride 2 (TF SAME pads 1 on each side): (C * 16) x L.
         raw_patches = F.unfold(b, 2 * rate, padding=1, stride=rate)[0]
         pad = k // 2
-        match = F.unfold(b_small, k, padding=pad)[0]  # (C k k) x L
-        if self.patch_norm == "clamp":
-            match = match / match.norm(dim=0, keepdim=True).clamp_min(1e-4)
-        else:
-            match = match / (match.square() + 1e-4).sum(dim=0, keepdim=True).sqrt()
+        match = self._normalise(F.unfold(b_small, k, padding=pad)[0])  # (C k k) x L
         queries = F.unfold(f_small, k, padding=pad)[0]  # (C k k) x P
         # A background patch is usable only if none of its pixels lies in the hole.
         valid = F.unfold(m_small, k, padding=pad)[0].mean(dim=0).eq(0).to(b.dtype)  # L
@@ -204,3 +237,14 @@ def _fused_scores(rows, scores_of, h, w):
     lookup = torch.full((positions,), -1, dtype=torch.long, device=rows.device)
     lookup[mid] = torch.arange(len(mid), device=rows.device)
     return _diagonal_sum(fused1, lookup, second, h, w, "cm")
+
+
+def fuse_scores_dense(scores: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The two fusion passes on whole N x P x L score matrices, as the official code computes them: an identity
+    3x3 convolution over each matrix as an image, with both axes row-major, then both column-major."""
+    n = scores.shape[0]
+    eye = torch.eye(3, dtype=scores.dtype, device=scores.device)[None, None]
+    fused = F.conv2d(scores.reshape(n, 1, h * w, h * w), eye, padding=1)
+    by_column = fused.reshape(n, h, w, h, w).permute(0, 2, 1, 4, 3).reshape(n, 1, h * w, h * w)
+    fused = F.conv2d(by_column, eye, padding=1)
+    return fused.reshape(n, w, h, w, h).permute(0, 2, 1, 4, 3).reshape(n, h * w, h * w)

@@ -53,6 +53,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1, padd
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     kernel = (f * gain).flip([0, 1]).to(x.dtype)  # convolution, not correlation (the filter is symmetric anyway)
+    c = int(c)  # a constant in traced graphs: exporters need the kernel's shape
     x = F.conv2d(x, kernel[None, None].expand(c, 1, *kernel.shape), groups=c)
     return x[:, :, ::down, ::down] if down > 1 else x
 
@@ -151,6 +152,7 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch, in_channels, height, width = x.shape
+        batch, in_channels = int(batch), int(in_channels)  # constants in traced graphs (the grouped weight's shape)
         style = self.affine(style).view(batch, 1, in_channels, 1, 1)
         weight = self.weight * self.weight_gain * style
         if self.demodulate:
