@@ -11,7 +11,16 @@ import torchvision
 
 import zoo
 from trainers import metrics as M
-from trainers.evaluate import BASELINES, Entry, Inpainter, evaluate, load_model, opencv_inpaint, parse_entry
+from trainers.evaluate import (
+    BASELINES,
+    OPENCV_METHODS,
+    Entry,
+    Inpainter,
+    evaluate,
+    load_model,
+    opencv_inpaint,
+    parse_entry,
+)
 from zoo.cli import main
 from zoo.contract import InpaintOutput
 from zoo.errors import WeightsNotFoundError, ZooError
@@ -206,12 +215,29 @@ def test_opencv_baselines_keep_known_pixels_fill_holes_and_never_see_them():
     mask = torch.zeros(2, 1, 64, 64)
     mask[:, :, 20:40, 10:50] = 1
     other = image + mask * torch.rand_like(image)  # different hole content
-    for method in BASELINES.values():
+    for method in OPENCV_METHODS.values():
         out = opencv_inpaint(image, mask, method)
         assert torch.equal(out * (1 - mask), image * (1 - mask))
         # Navier-Stokes reproduces the colour exactly, Telea's weighting within a few 8-bit levels
         assert (out - (M.quantize(image) * 2 - 1)).abs().max() < 6 / 127.5
         assert torch.equal(out, opencv_inpaint(other, mask, method))
+
+
+def test_mean_fill_is_the_mean_colour_of_the_known_pixels():
+    image = torch.full((2, 3, 4, 4), -1.0)
+    image[0, :, :, 2:] = 1.0  # image 0: left half black, right half white
+    image[1, 0] = 0.0  # image 1: channel 0 grey (127.5 rounds to 128), channels 1, 2 black
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, :, 0, :] = 1  # image 0: top row is a hole -> known: 6 black, 6 white pixels
+    mask[1, :, :, :2] = 1  # image 1: left half is a hole
+    image_with_holes = image + mask * torch.rand_like(image)  # the fill must not depend on hole content
+    out = BASELINES["mean_fill"](image_with_holes, mask)
+    assert torch.equal(out * (1 - mask), image_with_holes * (1 - mask))
+    assert torch.allclose(out[0, :, 0, :], torch.zeros(3, 4))  # mean of 6 x -1 and 6 x +1
+    grey = 128 / 255 * 2 - 1
+    assert torch.allclose(out[1, :, :, :2], torch.tensor([grey, -1.0, -1.0]).view(3, 1, 1).expand(3, 4, 2), atol=1e-6)
+    full = BASELINES["mean_fill"](image, torch.ones(2, 1, 4, 4))  # nothing known: grey, not NaN
+    assert torch.equal(full, torch.zeros_like(full))
 
 
 def test_entries_and_model_loading(tiny_checkpoint, tmp_path):

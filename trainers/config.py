@@ -40,6 +40,7 @@ TRAIN_DEFAULTS = dict(
     ddp_find_unused=False,
     deterministic=False,
     init_from=None,
+    augment_kwargs={},  # demo: InpaintingStream's augmentation (min_crop, flips, rotations)
 )
 
 DEMO_SIZE, DEMO_BATCH = 128, 4  # with no --data: the embedded photos, small enough for a laptop CPU

@@ -13,7 +13,8 @@ mask ``k mod M`` (HINT's fixed pairing). With the embedded photos (no ``data``) 
 Models: a registered preset, loaded with ``zoo.load`` (widths from the training checkpoint's config, or
 given) and run through ``zoo.inpaint`` (padded to the size multiple, composited; conditioned presets get
 their recipe's condition of the ground truth, e.g. mhtma_sketch its sketch), or a classical baseline
-from ``BASELINES`` (OpenCV Telea / Navier-Stokes), so every leaderboard has a floor. The baselines live in
+from ``BASELINES`` (OpenCV Telea / Navier-Stokes, the mean colour of the known pixels), so every leaderboard
+has a floor. The baselines live in
 this table and not in ``zoo.registry``: they have no generator to train, no recipe and no discriminator,
 and the registry's contract tests treat every preset as a GAN.
 
@@ -50,7 +51,7 @@ from zoo.errors import ZooError
 
 EMBEDDED_PAIRS = 12
 BASELINE_RADIUS = 3  # px around each hole pixel that OpenCV's inpainting looks at (OpenCV's example value)
-BASELINES = {"opencv_telea": cv2.INPAINT_TELEA, "opencv_ns": cv2.INPAINT_NS}
+OPENCV_METHODS = {"opencv_telea": cv2.INPAINT_TELEA, "opencv_ns": cv2.INPAINT_NS}
 FORMAT = "inpaint-zoo-eval/1"
 
 
@@ -144,6 +145,21 @@ def opencv_inpaint(image: torch.Tensor, mask: torch.Tensor, method: int) -> torc
     return composite(image, torch.stack(filled), mask)
 
 
+def mean_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The trivial floor: every hole pixel gets the mean colour of its image's known pixels (8-bit grid)."""
+    from zoo.contract import composite
+
+    known = (M.quantize(image * (1 - mask)) * 2 - 1) * (1 - mask)  # the hole pixels are never read
+    count = (1 - mask).sum(dim=(2, 3), keepdim=True)
+    mean = known.sum(dim=(2, 3), keepdim=True) / count.clamp(min=1)  # an all-hole image gets grey (0)
+    return composite(image, mean.expand_as(image), mask)
+
+
+# name -> fill(image, mask): classical baselines, scored like models
+BASELINES = {**{name: functools.partial(opencv_inpaint, method=method) for name, method in OPENCV_METHODS.items()},
+             "mean_fill": mean_fill}
+
+
 class Inpainter:
     """A loaded model or baseline: ``inpainter(image, mask, seed)`` returns the completed images (CPU)."""
 
@@ -167,7 +183,7 @@ class Inpainter:
         from zoo.api import inpaint
 
         if self.model is None:
-            return opencv_inpaint(image, mask, BASELINES[self.entry.name])
+            return BASELINES[self.entry.name](image, mask)
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)

@@ -130,7 +130,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     # ---- data: a deterministic stream of samples, sharded over processes by accelerate ----
     samples_needed = (cfg["max_steps"] * adv.d_steps + 1) * cfg["batch_size"] * accelerator.num_processes
     stream = InpaintingStream(resolve_source(cfg["data"], "train"), cfg["size"], cfg["masks"], cfg["mask_kwargs"],
-                              seed=cfg["seed"], length=samples_needed)
+                              seed=cfg["seed"], length=samples_needed, **cfg.get("augment_kwargs", {}))  # demo
     loader = DataLoader(stream, batch_size=cfg["batch_size"], num_workers=cfg["workers"], drop_last=True,
                         persistent_workers=cfg["workers"] > 0)
     G, D, opt_g, opt_d, loader = accelerator.prepare(G, D, opt_g, opt_d, loader)
@@ -214,8 +214,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
                     dynamic_ncols=True)
     skipped_total, d_updates, started = 0, step * adv.d_steps, time.perf_counter()
     while step < cfg["max_steps"]:
+        adversarial = bool(adv.weight) and step >= adv.warmup_steps  # demo: reconstruction warm-up first
         # discriminator: extra critic updates on fresh batches (WGAN-GP recipes), then one on this batch
-        for _ in range(adv.d_steps - 1):
+        for _ in range(adv.d_steps - 1 if adversarial else 0):
             image, mask, skipped = next_batch()
             with torch.no_grad():
                 out = steps.generate(image, mask)
@@ -225,10 +226,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
         image, mask, skipped = next_batch()
         skipped_total += skipped
         out = steps.generate(image, mask)
-        stats = steps.discriminator(image, mask, out, d_updates) if adv.weight else {}
+        stats = steps.discriminator(image, mask, out, d_updates) if adversarial else {}
         d_updates += 1
         # generator
-        stats.update(steps.generator(image, mask, out))
+        stats.update(steps.generator(image, mask, out, adversarial=adversarial))
         if G_ema is not None:
             with torch.no_grad():
                 for p_ema, p in zip(G_ema.parameters(), accelerator.unwrap_model(G).parameters()):

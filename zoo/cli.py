@@ -56,6 +56,14 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.model, args.config, flags, args.set, width=args.width)
         run_dir = train(cfg)
     print(f"done: checkpoints and samples in {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # runs on the embedded photos end with where they stand
+        import torch
+
+        from trainers.demo_report import heldout_table
+
+        table = heldout_table(Path(run_dir), device="cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+        if table:
+            print(table)
     return 0
 
 
@@ -240,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(fn=cmd_inpaint)
 
     e = sub.add_parser("eval", help="score one model (or baseline) on a fixed mask set, per hole-ratio bucket")
-    e.add_argument("--model", required=True, help="registered model, or a baseline: opencv_telea, opencv_ns")
+    e.add_argument("--model", required=True, help="registered model, or a baseline: opencv_telea, opencv_ns, mean_fill")
     e.add_argument("--checkpoint", help="zoo checkpoint (file or run directory) or official weights")
     e.add_argument("--width", type=int, help="base width (cnum / dim) when the checkpoint does not record it")
     e.add_argument("--out", help="output folder (default runs/eval-MODEL-MASKS-SIZE-TIMESTAMP)")
