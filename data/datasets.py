@@ -1,9 +1,14 @@
 """Datasets that yield (image, mask) pairs in the zoo convention.
 
 ``InpaintingStream`` is indexed by the global sample number ``k`` (0, 1, 2, ... over the whole run): the
-image is ``k``-th in a seeded per-epoch shuffle, and its crop, flip and mask come from a generator seeded
-by ``(seed, k)``. A sample is therefore a pure function of ``(seed, k)``: resuming at step ``s`` just skips
-the batches already seen, and any number of workers or processes gives the same stream.
+image is ``k``-th in a seeded per-epoch shuffle, and its crop, flip, rotation and mask come from a generator
+seeded by ``(seed, k)``. A sample is therefore a pure function of ``(seed, k)``: resuming at step ``s`` just
+skips the batches already seen, and any number of workers or processes gives the same stream.
+
+Augmentation draws as many different pixels from a few photos as it can: a square crop whose side is drawn
+log-uniformly between ``min_crop`` source pixels (default: the training size, i.e. full-resolution detail)
+and the whole shorter side (the whole scene, downscaled), resized to the training size, then one of the 8
+symmetries of the square (flips and 90-degree rotations; ``rotations=False`` keeps horizontal flips only).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import warnings
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
@@ -25,19 +31,24 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1
 
 
+CACHE_BYTES = 1 << 29  # decoded images kept per worker (512 MiB): small sets such as the demo decode once
+
+
 class InpaintingStream(Dataset):
     def __init__(self, paths, size: int, masks: str = "free_form", mask_kwargs=None, seed: int = 0,
-                 length: int = 10**9, augment: bool = True):
+                 length: int = 10**9, augment: bool = True, min_crop: int | None = None, flips: bool = True,
+                 rotations: bool = True):
         if not paths:
             raise ZooError("no images to train on")
         self.paths, self.size, self.seed, self.length = list(paths), size, seed, length
         self.masks, self.mask_kwargs = masks, dict(mask_kwargs or {})
-        crop = (v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True) if augment
-                else v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)]))
-        flips = [v2.RandomHorizontalFlip()] if augment else []
-        self.transform = v2.Compose([crop, *flips])
+        self.augment, self.flips, self.rotations = augment, flips, rotations
+        self.min_crop = size if min_crop is None else int(min_crop)
+        if self.min_crop < 1:
+            raise ZooError(f"min_crop must be a positive number of pixels, got {min_crop!r}")
         self.unreadable: set[str] = set()
         self._epoch, self._order = -1, None
+        self._cache, self._cached_bytes = {}, 0
 
     def __len__(self):
         return self.length
@@ -58,21 +69,49 @@ class InpaintingStream(Dataset):
                 skipped += 1
                 continue
             try:
-                return load_image(path), skipped
+                return self._decoded(path), skipped
             except (OSError, ValueError, SyntaxError) as exc:
                 self.unreadable.add(str(path))
                 warnings.warn(f"skipping unreadable image {path}: {exc.__class__.__name__}", stacklevel=2)
                 skipped += 1
         raise ZooError(f"none of the {len(self.paths)} images could be read")
 
+    def _decoded(self, path):
+        image = self._cache.get(str(path))
+        if image is None:
+            image = load_image(path)
+            if self._cached_bytes + image.nbytes <= CACHE_BYTES:
+                self._cache[str(path)] = image
+                self._cached_bytes += image.nbytes
+        return image
+
+    def _augmented(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """A random square crop (log-uniform side in [min_crop, shorter side]), resized, then a flip/rotation."""
+        h, w = image.shape[:2]
+        short = min(h, w)
+        low = min(self.min_crop, short)
+        side = int(round(np.exp(rng.uniform(np.log(low), np.log(short)))))
+        top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        crop = Image.fromarray(np.ascontiguousarray(image[top : top + side, left : left + side]))
+        crop = np.asarray(crop.resize((self.size, self.size), Image.Resampling.BICUBIC))  # antialiased, 8-bit
+        if self.rotations:
+            crop = np.rot90(crop, int(rng.integers(4)))
+            if rng.integers(2):
+                crop = crop[::-1]  # with the 4 rotations: all 8 symmetries of the square
+        elif self.flips and rng.integers(2):
+            crop = crop[:, ::-1]
+        return to_tensor(np.ascontiguousarray(crop))
+
     def __getitem__(self, k):
         image, skipped = self._load(k)
         rng = np.random.default_rng([self.seed, k])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            image = self.transform(to_tensor(image))
+        if self.augment:
+            tensor = self._augmented(image, rng)
+        else:  # the fixed view: shorter side resized to ``size``, centre crop
+            tensor = v2.functional.center_crop(v2.functional.resize(to_tensor(image), self.size, antialias=True),
+                                               [self.size, self.size])
         mask = make_mask(self.masks, rng, self.size, self.size, **self.mask_kwargs)
-        return {"image": image, "mask": torch.from_numpy(mask)[None], "skipped": skipped}
+        return {"image": tensor, "mask": torch.from_numpy(mask)[None], "skipped": skipped}
 
 
 def fixed_batch(paths, size: int, count: int, masks: str, mask_kwargs=None, seed: int = 0) -> dict:

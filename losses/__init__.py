@@ -44,7 +44,8 @@ class GeneratorLoss(nn.Module):
                 raise UnknownNameError("loss", term.name, RECONSTRUCTION_LOSSES)
             if term.on not in ("raw", "composite"):
                 raise ZooError(f"loss term 'on' must be 'raw' or 'composite', got {term.on!r}")
-        self.terms, self.names = tuple(terms), term_names(terms)
+        terms = tuple(t for t in terms if t.weight)  # a term weighted 0 is not computed (nor its VGG loaded)
+        self.terms, self.names = terms, term_names(terms)
         self.extractors = nn.ModuleDict()
         for term in self.terms:
             if term.name in FEATURE_LOSSES:

@@ -151,3 +151,51 @@ def test_fixed_batch_is_identical_between_calls(tmp_path):
     b = fixed_batch(paths, 32, 3, "free_form", seed=0)
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
     assert a["image"].shape == (3, 3, 32, 32)
+
+
+def _coordinate_image(path, h=256, w=256):
+    """R = column, G = row: where an output pixel came from, and how it was turned."""
+    rows, cols = np.mgrid[0:h, 0:w]
+    image = np.stack([cols, rows, np.zeros_like(rows)], -1).astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _symmetry(x):
+    """Signs of the R and G gradients along rows and columns: one of the 8 symmetries of the square."""
+    r, g = x[0].numpy(), x[1].numpy()
+    grads = [np.sign(np.mean(np.diff(c, axis=a))) for c in (r, g) for a in (0, 1)]
+    return tuple(int(v) for v in grads)
+
+
+def test_augmentation_shapes_ranges_determinism_and_variety(tmp_path):
+    path = _coordinate_image(tmp_path / "coords.png")
+    stream = InpaintingStream([path], 32, "box", seed=3)
+    items = [stream[k]["image"] for k in range(160)]
+    for x in items:
+        assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+        assert x.min() >= -1 and x.max() <= 1
+    again = InpaintingStream([path], 32, "box", seed=3)
+    assert all(torch.equal(items[k], again[k]["image"]) for k in (0, 17, 159))  # a function of (seed, k)
+    other = InpaintingStream([path], 32, "box", seed=4)
+    assert not all(torch.equal(items[k], other[k]["image"]) for k in range(5))
+    # multi-scale: the span of source columns in a crop runs from ~32 px (native detail) to the whole side
+    spans = [(x[0].max() - x[0].min()).item() * 127.5 for x in items]
+    assert min(spans) < 64 and max(spans) > 200 and len(set(np.round(spans))) > 50
+    # flips and 90-degree rotations: all 8 symmetries of the square occur; without rotations only 2
+    assert len({_symmetry(x) for x in items}) == 8
+    flips_only = InpaintingStream([path], 32, "box", seed=3, rotations=False)
+    assert {_symmetry(flips_only[k]["image"]) for k in range(60)} == {(0, 1, 1, 0), (0, -1, 1, 0)}
+    # min_crop: no crop smaller than asked for (here the whole shorter side: only the position varies)
+    whole = InpaintingStream([path], 32, "box", seed=3, min_crop=10_000, rotations=False, flips=False)
+    assert all(round((whole[k]["image"][1].max() - whole[k]["image"][1].min()).item() * 127.5) > 240
+               for k in range(10))
+    with pytest.raises(ZooError, match="min_crop"):
+        InpaintingStream([path], 32, "box", min_crop=0)
+
+
+def test_fixed_view_is_the_centre_crop(tmp_path):
+    path = _coordinate_image(tmp_path / "coords.png", 64, 128)
+    x = InpaintingStream([path], 32, "box", augment=False)[0]["image"]
+    columns = (x[0] + 1) * 127.5
+    assert abs(columns.mean().item() - 63.5) < 2  # the middle of 128 columns

@@ -217,6 +217,23 @@ def test_opencv_baselines_keep_known_pixels_fill_holes_and_never_see_them():
     assert torch.equal(BASELINES["opencv_ns"](image, mask), opencv_inpaint(image, mask, cv2.INPAINT_NS))
 
 
+def test_mean_fill_is_the_mean_colour_of_the_known_pixels():
+    image = torch.full((2, 3, 4, 4), -1.0)
+    image[0, :, :, 2:] = 1.0  # image 0: left half black, right half white
+    image[1, 0] = 0.0  # image 1: channel 0 grey (127.5 rounds to 128), channels 1, 2 black
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0, :, 0, :] = 1  # image 0: top row is a hole -> known: 6 black, 6 white pixels
+    mask[1, :, :, :2] = 1  # image 1: left half is a hole
+    image_with_holes = image + mask * torch.rand_like(image)  # the fill must not depend on hole content
+    out = BASELINES["mean_fill"](image_with_holes, mask)
+    assert torch.equal(out * (1 - mask), image_with_holes * (1 - mask))
+    assert torch.allclose(out[0, :, 0, :], torch.zeros(3, 4))  # mean of 6 x -1 and 6 x +1
+    grey = 128 / 255 * 2 - 1
+    assert torch.allclose(out[1, :, :, :2], torch.tensor([grey, -1.0, -1.0]).view(3, 1, 1).expand(3, 4, 2), atol=1e-6)
+    full = BASELINES["mean_fill"](image, torch.ones(2, 1, 4, 4))  # nothing known: grey, not NaN
+    assert torch.equal(full, torch.zeros_like(full))
+
+
 def test_entries_and_model_loading(tiny_checkpoint, tmp_path):
     e = parse_entry("deepfill_v2,checkpoint=a.pt,label=mine,width=8,tf_mode=False")
     assert (e.name, e.checkpoint, e.label, e.width) == ("deepfill_v2", "a.pt", "mine", 8)

@@ -120,6 +120,7 @@ SETTINGS = {
     "allow_random_vgg": (True, _bool),
     "masks": (None, _masks),
     "mask_kwargs": ({}, _mapping),
+    "augment_kwargs": ({}, _mapping),  # the training stream's augmentation (min_crop, flips, rotations, augment)
     # EMA of G: half-life in thousands of images (StyleGAN2 convention), null = no EMA.
     "ema_kimg": (None, _number(0.0, strict=True, optional=True)),
     "cpu": (False, _bool),
@@ -142,7 +143,7 @@ LOSS_TERM_CHECKS = {"name": None, "weight": _number(), "stage": None, "on": _cho
                     "kwargs": _mapping}
 ADVERSARIAL_CHECKS = {"loss": None, "weight": _number(), "fake": _choice("composite", "raw"), "stages": None,
                       "d_steps": _int(1, 100), "gp_weight": _number(), "gp_hole_only": _bool,
-                      "r1_gamma": _number(), "r1_interval": _int(1)}
+                      "r1_gamma": _number(), "r1_interval": _int(1), "warmup_steps": _int(0)}
 OPTIM_CHECKS = {"lr": _number(0.0, strict=True), "betas": None, "eps": _number(0.0, strict=True),
                 "weight_decay": _number()}
 
@@ -337,6 +338,9 @@ def check_config(cfg: dict) -> None:
 
     _check_kwargs("mask_kwargs", cfg["mask_kwargs"], MASK_GENERATORS[cfg["masks"]], f"mask generator {cfg['masks']}",
                   skip=3)
+    from data.datasets import InpaintingStream
+
+    _check_kwargs("augment_kwargs", cfg["augment_kwargs"], InpaintingStream.__init__, "the training stream", skip=7)
     _check_recipe(cfg["recipe"], preset)
 
 

@@ -50,11 +50,12 @@ class GANSteps:
         self.opt_d.step()
         return stats
 
-    def generator(self, image, mask, out) -> dict:
+    def generator(self, image, mask, out, adversarial: bool = True) -> dict:
+        """``adversarial=False``: the reconstruction terms only (the recipe's warm-up)."""
         adv = self.adv
         loss, terms = self.gen_loss(out, image, mask)
         stats = {f"G/{k}": v for k, v in terms.items()}
-        if adv.weight:
+        if adv.weight and adversarial:
             D = self.accelerator.unwrap_model(self.D).requires_grad_(False)
             fakes = self.fakes(image, mask, out)
             fake_logits = D(fakes[0], mask, *fakes[1:])

@@ -109,7 +109,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
         # ---- data: a deterministic stream of samples, sharded over processes by accelerate ----
         samples_needed = (cfg["max_steps"] * adv.d_steps + 1) * recipe.batch_size * accelerator.num_processes
         stream = InpaintingStream(train_images, cfg["size"], recipe.masks, recipe.mask_kwargs, seed=cfg["seed"],
-                                  length=samples_needed)
+                                  length=samples_needed, **cfg["augment_kwargs"])
         loader = DataLoader(stream, batch_size=recipe.batch_size, num_workers=cfg["workers"], drop_last=True,
                             persistent_workers=cfg["workers"] > 0, worker_init_fn=_worker_dies_with_parent)
         G, D, opt_g, opt_d, loader = accelerator.prepare(G, D, opt_g, opt_d, loader)
@@ -196,8 +196,9 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     skipped_total, d_updates, started = 0, step * adv.d_steps, time.perf_counter()
     try:
         while step < cfg["max_steps"]:
+            adversarial = bool(adv.weight) and step >= adv.warmup_steps  # a reconstruction-only warm-up first
             # discriminator: extra critic updates on fresh batches (WGAN-GP recipes), then one on this batch
-            for _ in range(adv.d_steps - 1):
+            for _ in range(adv.d_steps - 1 if adversarial else 0):
                 image, mask, skipped = next_batch()
                 with torch.no_grad():
                     out = steps.generate(image, mask)
@@ -207,10 +208,10 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
             image, mask, skipped = next_batch()
             skipped_total += skipped
             out = steps.generate(image, mask)
-            stats = steps.discriminator(image, mask, out, d_updates) if adv.weight else {}
+            stats = steps.discriminator(image, mask, out, d_updates) if adversarial else {}
             d_updates += 1
             # generator
-            stats.update(steps.generator(image, mask, out))
+            stats.update(steps.generator(image, mask, out, adversarial=adversarial))
             ema.update(accelerator.unwrap_model(G))
             step += 1
             progress.update()

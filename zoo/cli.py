@@ -64,6 +64,14 @@ def cmd_train(args) -> int:
         cfg = resolve_config(args.model, args.config, flags, args.set, width=args.width)
         run_dir = train(cfg)
     print(f"done: checkpoints and samples in {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # runs on the embedded photos end with where they stand
+        import torch
+
+        from trainers.demo_report import heldout_table
+
+        table = heldout_table(Path(run_dir), device="cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+        if table:
+            print(table)
     return 0
 
 

@@ -65,6 +65,10 @@ class AdversarialSpec:
     gp_hole_only: bool = False
     r1_gamma: float = 0.0
     r1_interval: int = 1
+    # Reconstruction warm-up (Iizuka et al. 2017, whose global-local critic MHTMA uses, train the completion
+    # network alone first): for the first ``warmup_steps`` generator steps neither D nor the adversarial term
+    # runs. 0 = adversarial from the start.
+    warmup_steps: int = 0
 
 
 @dataclass(frozen=True)

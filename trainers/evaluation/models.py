@@ -98,11 +98,22 @@ def opencv_inpaint(image: torch.Tensor, mask: torch.Tensor, method: int) -> torc
     return composite(image, torch.stack(filled), mask)
 
 
+def mean_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The trivial floor: every hole pixel gets the mean colour of its image's known pixels (8-bit grid)."""
+    from zoo.contract import composite
+
+    known = (M.quantize(image * (1 - mask)) * 2 - 1) * (1 - mask)  # the hole pixels are never read
+    count = (1 - mask).sum(dim=(2, 3), keepdim=True)
+    mean = known.sum(dim=(2, 3), keepdim=True) / count.clamp(min=1)  # an all-hole image gets grey (0)
+    return composite(image, mean.expand_as(image), mask)
+
+
 # Name -> ``fill(image, mask) -> completed`` (N x 3 x H x W in [-1, 1], composited; it must not read the
 # hole pixels). A new baseline is one line here.
 BASELINES = {
     "opencv_telea": functools.partial(opencv_inpaint, method=cv2.INPAINT_TELEA),
     "opencv_ns": functools.partial(opencv_inpaint, method=cv2.INPAINT_NS),
+    "mean_fill": mean_fill,
 }
 
 

@@ -1,0 +1,78 @@
+"""The demo recipe: reconstruction warm-up before the adversarial term, the end-of-run table, the held-out set."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainers.config import resolve_config
+from trainers.demo_report import heldout_table
+from trainers.evaluation import Entry, evaluate
+from trainers.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_warmup_trains_reconstruction_only_then_adds_the_adversarial_term(tmp_path):
+    cfg = resolve_config("deepfill_v2", flags=dict(size=32, batch_size=2, max_steps=4, out=str(tmp_path / "run"),
+                                                   tracker="none", workers=0), width=8,
+                         sets=["log_every=1", "save_every=4", "sample_every=100", "recipe.adversarial.warmup_steps=2"])
+    rows = _metrics(train(cfg))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows[:2]:  # warm-up: no discriminator update, no adversarial term
+        assert "D/loss" not in r and "G/adv" not in r
+    for r in rows[2:]:
+        assert "D/loss" in r and "G/adv" in r
+        assert r["G/loss"] > r["G/l1/0"]  # the adversarial term now enters the generator loss
+
+
+def test_train_ends_with_the_heldout_table(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "zoo.cli", "train", "--model", "mhtma", "--width", "8", "--size", "64",
+           "--batch-size", "1", "--max-steps", "2", "--out", str(run), "--tracker", "none", "--workers", "0",
+           "--set", "model_kwargs.temperature_width=16", "--set", "recipe.discriminator_kwargs.cnum=8",
+           "--set", "recipe.losses.2.weight=0", "--set", "sample_every=100"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [ln for ln in result.stdout.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["mhtma (this run, step 2)", "mean_fill", "opencv_telea"]
+    values = {r.split("|")[1].strip(): [float(v) for v in r.split("|")[2:4]] for r in rows}
+    assert all(0 < l1 < 100 and 5 < psnr < 100 for l1, psnr in values.values())
+    # the baselines' rows are what `zoo eval` gives on the same pairs, and the table is repeatable
+    ev = evaluate([Entry("mean_fill")], size=64, metrics=("l1_hole", "psnr"), progress=False, log=lambda *_: None)
+    assert values["mean_fill"][0] == pytest.approx(ev.results["mean_fill"]["overall"]["l1_hole"], abs=0.006)
+    assert heldout_table(run).splitlines()[-3:] == rows
+
+
+def test_no_table_for_runs_on_other_data(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(folder / "a.png")
+    cfg = resolve_config("deepfill_v2", flags=dict(data=str(folder), size=32, batch_size=1, max_steps=1,
+                                                   out=str(tmp_path / "run"), tracker="none", workers=0), width=8)
+    assert heldout_table(train(cfg)) is None
+
+
+def test_heldout_photos_are_rebuilt_from_package_files(tmp_path):
+    from tools.heldout_photos import build
+
+    manifest = build(tmp_path / "set", side=64, log=lambda *_: None)  # scikit-learn's photos are always there
+    names = [e["path"] for e in manifest["splits"]["test"]]
+    assert {"china_full.png", "china_q00.png", "flower_q11.png"} <= set(names)
+    assert len(names) % 5 == 0 and not manifest["splits"]["train"]
+    with Image.open(tmp_path / "set" / "china_full.png") as full, Image.open(tmp_path / "set" / "china_q11.png") as q:
+        assert full.size == (64, 64) and q.size == (32, 32)
+    sources = json.loads((tmp_path / "set" / "sources.json").read_text())["photos"]
+    assert all(s["licence"] and len(s["sha256"]) == 64 for s in sources)
+    again = build(tmp_path / "again", side=64, log=lambda *_: None)
+    assert [e["sha256"] for e in again["splits"]["test"]] == [e["sha256"] for e in manifest["splits"]["test"]]
