@@ -202,3 +202,31 @@ def test_check_config_accepts_a_saved_config_and_refuses_an_edited_one(tmp_path)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({**cfg, "colour": 1}))
     with pytest.raises(ZooError, match=r"unknown settings \['colour'\]"):
         resolve_config(config_file=tmp_path / "c.yaml")
+
+
+def test_every_registry_raises_the_same_error_for_unknown_and_duplicate_names():
+    import numpy as np
+
+    import discriminators
+    from data.masks import make_mask, register_mask
+    from losses import GeneratorLoss
+    from losses.adversarial import d_loss
+    from zoo.errors import DuplicateNameError, UnknownNameError
+    from zoo.registry import LossTerm, create_model, register_model
+
+    unknown = [lambda: create_model("nope"), lambda: discriminators.create_discriminator("nope"),
+               lambda: make_mask("nope", np.random.default_rng(0), 8, 8), lambda: d_loss("nope", None, None),
+               lambda: GeneratorLoss([LossTerm("nope")])]
+    for call in unknown:
+        with pytest.raises(UnknownNameError, match=r"unknown .*'nope'; known: "):
+            call()
+    import dataclasses
+
+    preset = get_preset("deepfill_v2")
+    fields = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name not in ("name", "factory")}
+    duplicates = [lambda: register_model("deepfill_v2", **fields)(lambda: None),
+                  lambda: discriminators.register_discriminator("patchgan")(lambda: None),
+                  lambda: register_mask("box")(lambda: None)]
+    for call in duplicates:
+        with pytest.raises(DuplicateNameError, match="is registered twice"):
+            call()

@@ -70,7 +70,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     signals = StopSignals(relayed=processes.num_processes > 1)
     run_dir = run.path
     cfg = {**cfg, "out": str(run_dir)}
-    accelerator = progress = metrics_file = None
+    accelerator = metrics_file = None
     try:
         accelerator = Accelerator(
             cpu=cpu,
@@ -140,6 +140,8 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
                   f"{cfg['data'] or 'the embedded photos'} at {cfg['size']}px, batch {recipe.batch_size} x "
                   f"{accelerator.num_processes} process(es) on {accelerator.device}; run directory {run_dir}")
     except BaseException:
+        if metrics_file is not None:
+            metrics_file.close()
         run.release(undo_claim=not resume)  # nothing trained: leave no half-made run
         signals.restore()
         if accelerator is not None:
