@@ -353,6 +353,9 @@ def cmd_publish(args) -> int:
 
     out = publish(args.run, args.out, push=args.push, eval_dir=args.eval)
     print(f"wrote {out}" + (f" and uploaded it to {args.push}" if args.push else ""))
+    return 0
+
+
 def cmd_serve(args) -> int:
     import ipaddress
     import socket

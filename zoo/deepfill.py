@@ -381,6 +381,7 @@ def read_daa233_tf(path) -> dict:
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not daa233's torch_model.p state dict")
     return {"G": {k: v for k, v in obj.items() if torch.is_tensor(v)}}
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Export (zoo/export.py): the TorchScript-based ONNX exporter traces the static-graph contextual attention at
 # any size (the dynamo exporter takes minutes and gains nothing here).

@@ -27,6 +27,8 @@ class DownloadError(ZooError):
 
 class WeightsMissingError(ZooError, FileNotFoundError):
     """Released model weights that are not on this machine and may not be downloaded (offline)."""
+
+
 class UnknownNameError(ZooError, KeyError):
     """A name that no registry entry has (model, discriminator, mask generator, tracker, ...)."""
 

@@ -299,6 +299,7 @@ def convert_discriminator(obj, path, D: nn.Module) -> dict | None:
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj["discriminator"].items()}
     return {k: v for k, v in state.items() if not k.startswith("features.")}
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Export (zoo/export.py): convolutions and channel attention only, traced at any size.
 EXPORT = dict(exporter="torchscript", dynamic=True, min_size=SIZE_MULTIPLE,

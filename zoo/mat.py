@@ -811,6 +811,7 @@ def convert_discriminator(obj, path, D: nn.Module) -> dict | None:
         return read_network_pickle(path).get("D")
     return None
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Export (zoo/export.py), with the TorchScript-based ONNX exporter (the dynamo one takes minutes and its file
 # gave NaNs in onnxruntime here). The randomness becomes inputs: ``z`` and the two bottleneck keep-maps (the ONNX file
