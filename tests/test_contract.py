@@ -109,6 +109,14 @@ def test_recipe_is_complete(name):
 
 
 @pytest.mark.parametrize("name", PRESETS)
+def test_recorded_parameter_count_is_the_built_one(name):
+    """``zoo list`` prints ``num_params`` without building the model: it must be what building gives."""
+    with torch.device("meta"):
+        model = zoo.create_model(name)
+    assert zoo.get_preset(name).num_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_inpaint_pads_any_size(name):
     preset, G = tiny(name)
     multiple = preset.input_multiple(preset.tiny)

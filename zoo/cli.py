@@ -15,6 +15,10 @@ from zoo.errors import TrainingAborted, TrainingStopped, ZooError
 
 
 def _count_parameters(name: str) -> int:
+    from zoo.registry import get_preset
+
+    if get_preset(name).num_params is not None:
+        return get_preset(name).num_params
     import torch
 
     from zoo.registry import create_model

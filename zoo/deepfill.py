@@ -491,6 +491,7 @@ V1_WEIGHTS = weight_table(
 
 @register_model(
     "deepfill_v2",
+    num_params=4_052_478,
     recipe=V2_RECIPE,
     native_size=256,
     size_multiple=8,
@@ -508,6 +509,7 @@ def deepfill_v2(**kwargs):
 
 @register_model(
     "deepfill_v1",
+    num_params=3_601_542,
     recipe=V1_RECIPE,
     native_size=256,
     size_multiple=8,

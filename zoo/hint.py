@@ -359,6 +359,7 @@ HINT_WEIGHTS = weight_table(
 
 @register_model(
     "hint",
+    num_params=72_265_248,
     recipe=HINT_RECIPE,
     native_size=256,
     size_multiple=SIZE_MULTIPLE,

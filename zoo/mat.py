@@ -901,6 +901,7 @@ MAT_256_WEIGHTS = weight_table(
 
 @register_model(
     "mat",
+    num_params=61_562_518,
     recipe=RECIPE,
     native_size=512,
     size_multiple=512,
@@ -921,6 +922,7 @@ def mat(**kwargs):
 
 @register_model(
     "mat_256",
+    num_params=59_779_834,
     recipe=RECIPE,
     native_size=256,
     size_multiple=256,

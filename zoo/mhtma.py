@@ -339,11 +339,12 @@ _COMMON = dict(native_size=256, size_multiple=4, num_stages=2, paper=PAPER, widt
                tiny=dict(cnum=8, temperature_width=16), tiny_size=64)
 
 
-@register_model("mhtma", recipe=RECIPE, defaults=dict(cnum=48), **_COMMON)
+@register_model("mhtma", recipe=RECIPE, defaults=dict(cnum=48), num_params=4_063_312, **_COMMON)
 def mhtma(**kwargs):
     return MHTMA(**kwargs)
 
 
-@register_model("mhtma_sketch", recipe=SKETCH_RECIPE, defaults=dict(cnum=48), **_COMMON)
+@register_model("mhtma_sketch", recipe=SKETCH_RECIPE, defaults=dict(cnum=48), num_params=4_066_912,
+                **_COMMON)
 def mhtma_sketch(**kwargs):
     return MHTMA(sketch=True, **kwargs)

@@ -311,6 +311,7 @@ RA_RECIPE = Recipe(
 
 @register_model(
     "ra",
+    num_params=24_175_695,
     recipe=RA_RECIPE,
     native_size=256,
     size_multiple=4,

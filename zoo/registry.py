@@ -129,6 +129,9 @@ class Preset:
     # A factory argument that sets the input size multiple instead of ``size_multiple``, for families whose
     # structure depends on a build resolution (MAT: a tiny model built for 64 px takes multiples of 64).
     size_multiple_arg: str | None = None
+    # Parameters of the generator at its default width, as ``zoo list`` prints them without building it
+    # (building the large ones costs seconds even on the meta device); tests/test_contract.py checks it.
+    num_params: int | None = None
 
     def input_multiple(self, overrides: dict | None = None) -> int:
         """The size multiple a generator built with ``overrides`` (on top of the defaults) needs."""
