@@ -18,12 +18,12 @@ from zoo.errors import CheckpointError, ZooError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(out, **flags):
+def tiny_config(out, sets=(), **flags):
     base = dict(size=32, batch_size=2, max_steps=4, out=str(out), tracker="none", workers=0)
     base.update(flags)
     return resolve_config("deepfill_v2", flags=base, width=8,
                           sets=["log_every=1", "sample_every=2", "save_every=2", "ema_kimg=0.01",
-                                "deterministic=true"])  # on a GPU, exact resume needs deterministic kernels
+                                "deterministic=true", *sets])  # on a GPU, exact resume needs deterministic kernels
 
 
 def test_run_directory_holds_config_checkpoint_samples_and_metrics(tmp_path):
@@ -64,6 +64,38 @@ def test_resume_continues_exactly(tmp_path):
     assert a["opt_g"]["state"][0]["step"] == b["opt_g"]["state"][0]["step"]
     for x, y in zip(a["opt_g"]["state"].values(), b["opt_g"]["state"].values()):
         assert torch.equal(x["exp_avg"], y["exp_avg"])
+
+
+def test_learning_rate_schedules_warm_up_then_decay_to_zero():
+    from trainers.steps import learning_rate
+    from zoo.registry import OptimSpec
+
+    lr = lambda step, **kw: learning_rate(OptimSpec(lr=1e-3, **kw), step, max_steps=101)  # noqa: E731
+    assert [lr(s) for s in (0, 50, 100)] == [1e-3] * 3
+    assert [lr(s, warmup_steps=4) for s in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert lr(1, schedule="cosine") < 1e-3 and lr(101, schedule="cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr(51, schedule="cosine", warmup_steps=1) == pytest.approx(5e-4)  # half-way between warm-up and end
+    assert lr(51, schedule="linear", warmup_steps=1) == pytest.approx(5e-4)
+    assert lr(26, schedule="linear", warmup_steps=1, schedule_steps=51) == pytest.approx(5e-4)
+    assert lr(80, schedule="linear", schedule_steps=51) == 0.0
+    decay = [lr(s, schedule="cosine", warmup_steps=10) for s in range(10, 101)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+
+
+def test_a_scheduled_run_logs_its_rate_and_resumes_on_the_same_curve(tmp_path):
+    sets = ["recipe.optim_g.schedule=cosine", "recipe.optim_g.warmup_steps=1", "recipe.optim_g.schedule_steps=4",
+            "recipe.optim_d.schedule=linear", "recipe.optim_d.schedule_steps=4"]
+    straight = train(tiny_config(tmp_path / "straight", sets))
+    rates = [json.loads(line)["lr/G"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    base = yaml.safe_load((straight / "config.yaml").read_text())["recipe"]["optim_g"]["lr"]
+    # the rate each step used: 1 warm-up step, then cosine from step 1 to 0 at step 4
+    assert rates == pytest.approx([base, base, base * 0.75, base * 0.25], abs=1e-12)
+    half = train(tiny_config(tmp_path / "half", sets, max_steps=2))
+    train(resume=str(half), max_steps=4)
+    a, b = read_checkpoint(straight), read_checkpoint(half)
+    for key in ("G", "D"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
 
 
 def test_existing_run_directory_and_corrupt_checkpoint_are_refused_without_damage(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from zoo.errors import DiskFullError, UnknownNameError, ZooError
-from zoo.registry import AdversarialSpec, LossTerm, OptimSpec, Preset, Recipe, get_preset
+from zoo.registry import LR_SCHEDULES, AdversarialSpec, LossTerm, OptimSpec, Preset, Recipe, get_preset
 
 TRACKERS = ("wandb", "tensorboard", "none")
 DEMO_SIZE, DEMO_BATCH = 128, 4  # with no --data: the embedded photos, small enough for a laptop CPU
@@ -145,7 +145,8 @@ ADVERSARIAL_CHECKS = {"loss": None, "weight": _number(), "fake": _choice("compos
                       "d_steps": _int(1, 100), "gp_weight": _number(), "gp_hole_only": _bool,
                       "r1_gamma": _number(), "r1_interval": _int(1), "warmup_steps": _int(0)}
 OPTIM_CHECKS = {"lr": _number(0.0, strict=True), "betas": None, "eps": _number(0.0, strict=True),
-                "weight_decay": _number()}
+                "weight_decay": _number(), "schedule": _choice(*LR_SCHEDULES), "warmup_steps": _int(0),
+                "schedule_steps": _int(0)}
 
 
 # ---- recipe <-> config ------------------------------------------------------------------------------------

@@ -7,10 +7,31 @@ all-reduce from the generator's loss. Statistics are returned as detached tensor
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from losses.adversarial import NEEDS_REAL_FOR_G, d_loss, g_loss, gradient_penalty, r1_penalty
 from zoo.contract import composite
+
+
+def learning_rate(spec, step: int, max_steps: int) -> float:
+    """``spec.lr`` scaled by the schedule at ``step`` (0-based); a pure function of the step, so a resumed run
+    continues the same curve. The decay ends at ``spec.schedule_steps``, or the run's ``max_steps`` when 0
+    (then a resume with a larger max_steps stretches the rest of the curve)."""
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    if spec.schedule == "constant":
+        return spec.lr
+    end = spec.schedule_steps or max_steps
+    progress = min(1.0, (step - spec.warmup_steps) / max(1, end - spec.warmup_steps))
+    factor = 0.5 * (1 + math.cos(math.pi * progress)) if spec.schedule == "cosine" else 1 - progress
+    return spec.lr * factor
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 class GANSteps:

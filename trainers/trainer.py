@@ -46,7 +46,7 @@ from trainers.checkpoint import (
 )
 from trainers.config import check_config, load_yaml, migrate, preflight, save_yaml, training_recipe
 from trainers.samples import aux_scalars, sample_grid, save_grid
-from trainers.steps import GANSteps
+from trainers.steps import GANSteps, learning_rate, set_learning_rate
 from zoo.errors import CheckpointError, DiskFullError, TrainingAborted, TrainingStopped, ZooError
 from zoo.hub import init_from
 from zoo.registry import create_model
@@ -199,6 +199,8 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
     try:
         while step < cfg["max_steps"]:
             adversarial = bool(adv.weight) and step >= adv.warmup_steps  # a reconstruction-only warm-up first
+            set_learning_rate(opt_g, learning_rate(recipe.optim_g, step, cfg["max_steps"]))
+            set_learning_rate(opt_d, learning_rate(recipe.optim_d, step, cfg["max_steps"]))
             # discriminator: extra critic updates on fresh batches (WGAN-GP recipes), then one on this batch
             for _ in range(adv.d_steps - 1 if adversarial else 0):
                 image, mask, skipped = next_batch()
@@ -223,7 +225,7 @@ def train(cfg: dict | None = None, resume: str | None = None, **overrides) -> Pa
                 if not all(math.isfinite(v) for v in stats.values()):
                     raise ZooError(f"training diverged at step {step}: {stats}")
                 stats.update(aux_scalars(out))
-                stats.update({"step": step, "data/skipped_images": skipped_total,
+                stats.update({"step": step, "data/skipped_images": skipped_total, "lr/G": opt_g.param_groups[0]["lr"],
                               "time/sec_per_step": (time.perf_counter() - started) / cfg["log_every"]})
                 started = time.perf_counter()
                 accelerator.log(stats, step=step)

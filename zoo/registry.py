@@ -71,12 +71,21 @@ class AdversarialSpec:
     warmup_steps: int = 0
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
 @dataclass(frozen=True)
 class OptimSpec:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
+    # Learning-rate schedule: ``constant`` (the papers'), or ``cosine`` / ``linear`` decay to 0 at step
+    # ``schedule_steps`` (0: the run's max_steps) after ``warmup_steps`` of linear warm-up. A short run then
+    # ends at a low rate, where its weights settle instead of jumping about.
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    schedule_steps: int = 0
 
 
 @dataclass(frozen=True)
