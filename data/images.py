@@ -16,9 +16,11 @@ from zoo.errors import ZooError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LIST_EXTENSIONS = (".txt", ".flist", ".lst")
 
-# scikit-image's bundled photographs (public domain / CC0): shipped inside the wheel, no download.
+# scikit-image's bundled photographs (public domain / CC0): shipped inside the wheel, no download. Colour
+# photos only: with its six greyscale ones (camera, brick, grass, gravel, coins, moon) as half of the data, a
+# demo model painted holes grey for its first ~2,000 steps (hole L1 16.8 at step 1,500 against 12.7 without).
 DEFAULT_TRAIN = ["astronaut.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg",
-                 "ihc.png", "camera.png", "brick.png", "grass.png", "gravel.png", "coins.png", "moon.png"]
+                 "ihc.png"]
 DEFAULT_VAL = ["chelsea.png", "coffee.png"]
 
 
