@@ -9,8 +9,6 @@ Augmentation draws as many different pixels from a few photos as it can: a squar
 log-uniformly between ``min_crop`` source pixels (default: the training size, i.e. full-resolution detail)
 and the whole shorter side (the whole scene, downscaled), resized to the training size, then one of the 8
 symmetries of the square (flips and 90-degree rotations; ``rotations=False`` keeps horizontal flips only).
-``colour`` (off by default) also recolours each crop: its channels in a random order, each scaled by a gain
-drawn log-uniformly in [exp(-colour), exp(colour)], so grey or single-hue photos teach colours too.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ CACHE_BYTES = 1 << 29  # decoded images kept per worker (512 MiB): small sets su
 class InpaintingStream(Dataset):
     def __init__(self, paths, size: int, masks: str = "free_form", mask_kwargs=None, seed: int = 0,
                  length: int = 10**9, augment: bool = True, min_crop: int | None = None, flips: bool = True,
-                 rotations: bool = True, colour: float = 0.0):
+                 rotations: bool = True):
         if not paths:
             raise ZooError("no images to train on")
         self.paths, self.size, self.seed, self.length = list(paths), size, seed, length
@@ -48,9 +46,6 @@ class InpaintingStream(Dataset):
         self.min_crop = size if min_crop is None else int(min_crop)
         if self.min_crop < 1:
             raise ZooError(f"min_crop must be a positive number of pixels, got {min_crop!r}")
-        if isinstance(colour, bool) or not isinstance(colour, (int, float)) or not 0 <= colour <= 2:
-            raise ZooError(f"colour must be a number in [0, 2] (the log of the largest channel gain), got {colour!r}")
-        self.colour = float(colour)
         self.unreadable: set[str] = set()
         self._epoch, self._order = -1, None
         self._cache, self._cached_bytes = {}, 0
@@ -116,9 +111,6 @@ class InpaintingStream(Dataset):
             tensor = v2.functional.center_crop(v2.functional.resize(to_tensor(image), self.size, antialias=True),
                                                [self.size, self.size])
         mask = make_mask(self.masks, rng, self.size, self.size, **self.mask_kwargs)
-        if self.augment and self.colour:  # drawn after the mask: streams without colour stay as they were
-            gains = np.exp(rng.uniform(-self.colour, self.colour, 3)).astype(np.float32)
-            tensor = ((tensor[rng.permutation(3)] + 1) * torch.from_numpy(gains)[:, None, None]).clamp(0, 2) - 1
         return {"image": tensor, "mask": torch.from_numpy(mask)[None], "skipped": skipped}
 
 

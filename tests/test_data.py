@@ -196,27 +196,6 @@ def test_augmentation_shapes_ranges_determinism_and_variety(tmp_path):
         InpaintingStream([path], 32, "box", min_crop=0)
 
 
-def test_colour_augmentation_recolours_grey_photos_and_leaves_the_rest_of_the_stream(tmp_path):
-    grey = tmp_path / "grey.png"
-    Image.fromarray(np.tile(np.linspace(20, 230, 96, dtype=np.uint8), (96, 1))).convert("RGB").save(grey)
-    plain = InpaintingStream([grey], 32, "box", seed=5)
-    coloured = InpaintingStream([grey], 32, "box", seed=5, colour=0.4)
-    ratios = []
-    for k in range(20):
-        a, b = plain[k], coloured[k]
-        assert torch.equal(a["mask"], b["mask"])  # same crop, symmetry and mask; only the colours differ
-        assert torch.equal(a["image"][0], a["image"][1])  # the photo is grey...
-        assert b["image"].min() >= -1 and b["image"].max() <= 1
-        bright = (a["image"][0] + 1) > 0.2  # ...and each channel becomes gain * brightness where not clipped
-        gains = ((b["image"] + 1)[:, bright] / (a["image"][0] + 1)[bright]).median(dim=1).values
-        assert torch.all((gains > np.exp(-0.4) - 1e-3) & (gains < np.exp(0.4) + 1e-3))
-        ratios.append(float(gains.max() / gains.min()))
-    assert max(ratios) > 1.2 and len(set(np.round(ratios, 4))) > 10  # tinted, differently per sample
-    for bad in (-0.1, 3, "yes", True):
-        with pytest.raises(ZooError, match="colour must be a number"):
-            InpaintingStream([grey], 32, "box", colour=bad)
-
-
 def test_fixed_view_is_the_centre_crop(tmp_path):
     path = _coordinate_image(tmp_path / "coords.png", 64, 128)
     x = InpaintingStream([path], 32, "box", augment=False)[0]["image"]
