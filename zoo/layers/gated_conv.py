@@ -49,18 +49,32 @@ class GatedConv2d(nn.Module):
         """
         self.tf_padding = bool(enabled)
         symmetric = self.dilation * (self.kernel_size - 1) // 2
-        self.conv.padding = (0, 0) if self.tf_padding else (symmetric, symmetric)
+        # With stride 1 (and an odd kernel) SAME padding is symmetric at every size: the convolution pads itself,
+        # which saves a padded copy of the input per layer. Only strided layers pad by hand (asymmetrically).
+        self.pad_by_hand = self.tf_padding and self.stride != 1
+        self.conv.padding = (0, 0) if self.pad_by_hand else (symmetric, symmetric)
 
     def forward(self, x):
-        if self.tf_padding:
+        if self.pad_by_hand:
             top, bottom = tf_same_padding(x.shape[-2], self.kernel_size, self.stride, self.dilation)
             left, right = tf_same_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation)
             x = F.pad(x, (left, right, top, bottom))
         x = self.conv(x)
         if self.gated:
             features, gate = x.chunk(2, dim=1)
+            if not torch.is_grad_enabled():  # inference: activate in the convolution's output buffer
+                return _activate_(self.activation, features) * gate.sigmoid_()
             return self.activation(features) * gate.sigmoid()
         return x if self.activation is None else self.activation(x)
+
+
+def _activate_(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``activation(x)`` written into ``x`` where the activation has an in-place form (ELU, ReLU)."""
+    if type(activation) is nn.ELU:
+        return F.elu(x, activation.alpha, inplace=True)
+    if type(activation) is nn.ReLU:
+        return x.relu_()
+    return activation(x)
 
 
 class UpConv2d(nn.Module):
@@ -76,8 +90,11 @@ class UpConv2d(nn.Module):
 
 
 def upsample_nearest(x, factor: int, align_corners: bool = False):
-    """Nearest resize by ``factor``; ``align_corners=True`` reproduces TF1's ``resize_nearest_neighbor``."""
-    if not align_corners:
+    """Nearest resize by ``factor``; ``align_corners=True`` reproduces TF1's ``resize_nearest_neighbor``.
+
+    For ``factor`` 2 both pick source pixel floor(i / 2) at every size (tests/test_deepfill.py checks it), so the
+    faster PyTorch kernel serves both."""
+    if not align_corners or factor == 2:
         return F.interpolate(x, scale_factor=factor, mode="nearest")
     return resize_nearest_aligned(x, x.shape[-2] * factor, x.shape[-1] * factor)
 
