@@ -323,3 +323,24 @@ def test_deepfill_attention_offsets_only_in_eval_mode_and_when_asked():
         assert model.eval()(image * (1 - mask), mask).aux["attention"].shape == image.shape
         model.attention_flow = False
         assert model(image * (1 - mask), mask).aux == {}
+
+
+def test_dropping_negligible_attention_weights_keeps_outputs_and_gradients(monkeypatch):
+    from zoo.layers import ContextualAttention
+    from zoo.layers import contextual_attention as ca
+
+    torch.manual_seed(6)
+    f = torch.randn(1, 6, 16, 20) * 5
+    m = torch.zeros(1, 1, 16, 20)
+    m[..., 4:10, 6:14] = 1
+    results = []
+    for cutoff in (ca.NEGLIGIBLE_LOGIT, float("inf")):  # inf: nothing dropped, the plain softmax
+        monkeypatch.setattr(ca, "NEGLIGIBLE_LOGIT", cutoff)
+        x = f.clone().requires_grad_()
+        out, offsets = ContextualAttention()(x, x, m)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), offsets, x.grad))
+    (out, offsets, grad), (plain_out, plain_offsets, plain_grad) = results
+    torch.testing.assert_close(out, plain_out, atol=1e-6, rtol=0)
+    assert torch.equal(offsets, plain_offsets)
+    torch.testing.assert_close(grad, plain_grad, atol=1e-5, rtol=1e-5)
