@@ -344,3 +344,20 @@ def test_dropping_negligible_attention_weights_keeps_outputs_and_gradients(monke
     torch.testing.assert_close(out, plain_out, atol=1e-6, rtol=0)
     assert torch.equal(offsets, plain_offsets)
     torch.testing.assert_close(grad, plain_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_plain_conv_elu_gradient_is_zero_not_subnormal_where_it_saturates():
+    from zoo.layers import GatedConv2d
+
+    torch.manual_seed(7)
+    layer = GatedConv2d(3, 4, 3, activation=torch.nn.ELU(), gated=False)
+    with torch.no_grad():
+        layer.conv.bias.copy_(torch.tensor([-95.0, -3.0, 0.0, 2.0]))  # the first channel saturates
+    x = torch.randn(1, 3, 8, 8, requires_grad=True)
+    layer(x).sum().backward()
+    ours = layer.conv.bias.grad.clone()
+    pre = layer.conv(x.detach()).detach().requires_grad_()
+    torch.nn.functional.elu(pre).sum().backward()  # out of place: slope exp(x) from the input
+    plain = pre.grad.sum((0, 2, 3))
+    assert ours[0] == 0 and 0 < plain[0] < torch.finfo(torch.float32).tiny * 64  # subnormal slopes, summed
+    torch.testing.assert_close(ours[1:], plain[1:], atol=1e-5, rtol=1e-6)

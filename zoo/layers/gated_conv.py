@@ -70,7 +70,10 @@ class GatedConv2d(nn.Module):
             if not torch.is_grad_enabled():  # inference: activate in the convolution's output buffer
                 return _activate_(self.activation, features) * gate.sigmoid_()
             return self.activation(features) * gate.sigmoid()
-        return x if self.activation is None else self.activation(x)
+        # In place on the convolution's fresh output, also when recording gradients (as daa233's DeepFill v1): the
+        # backward pass then takes ELU's slope from its output (y + 1), which is exactly 0 where ELU saturates,
+        # instead of exp(x), a subnormal float there that slows every later convolution gradient many times.
+        return x if self.activation is None else _activate_(self.activation, x)
 
 
 def _activate_(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
