@@ -244,7 +244,9 @@ def test_converted_behaviour_survives_a_save_and_load(tmp_path):
     ours = tmp_path / "ours.pt"
     torch.save(converted.state_dict(), ours)
     again = zoo.load("deepfill_v2", checkpoint=ours)  # built in PyTorch mode, switched by its state dict
-    assert again.tf_mode and again.coarse.conv1.conv.padding == (0, 0)
+    # TF SAME padding: by hand (asymmetric) in strided layers, by the convolution itself in stride-1 layers
+    assert again.tf_mode and again.coarse.conv2_downsample.conv.padding == (0, 0)
+    assert again.coarse.conv2_downsample.pad_by_hand and not again.coarse.conv1.pad_by_hand
     image = torch.rand(1, 3, 64, 64) * 2 - 1
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 20:36, 12:44] = 1

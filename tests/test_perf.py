@@ -190,3 +190,174 @@ def test_resume_with_compile_continues_exactly(tmp_path):
     for key in ("G", "D", "G_ema"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DeepFill's faster layers against the plain computations they replace
+
+
+@pytest.mark.parametrize("tf_mode", [False, True])
+@pytest.mark.parametrize("out_channels, activation", [(6, torch.nn.ELU()), (3, None), (4, torch.nn.ReLU())])
+def test_upsampling_conv_as_transposed_conv_equals_upsample_then_conv(tf_mode, out_channels, activation):
+    from zoo.layers import UpConv2d
+
+    torch.manual_seed(0)
+    layer = UpConv2d(5, out_channels, align_corners=tf_mode, activation=activation, tf_padding=tf_mode)
+    x = torch.randn(2, 5, 7, 10, requires_grad=True)
+    results = []
+    for phase_conv in (True, False):
+        layer.phase_conv = phase_conv
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        out = layer(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), x.grad.clone(), layer.conv.conv.weight.grad.clone()))
+    (fast, fast_dx, fast_dw), (plain, plain_dx, plain_dw) = results
+    assert fast.shape == (2, out_channels, 14, 20)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast_dx, plain_dx, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast_dw, plain_dw, atol=1e-4, rtol=1e-5)  # sums over 280 pixels
+
+
+def test_tf_x2_nearest_upsampling_picks_the_pixels_of_interpolate():
+    from zoo.layers import resize_nearest_aligned
+
+    for n in range(1, 70):
+        x = torch.arange(n * 3.0).view(1, 1, n, 3)
+        assert torch.equal(resize_nearest_aligned(x, 2 * n, 6),
+                           torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")), n
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4, 16])
+def test_tf_same_padding_by_the_conv_equals_padding_by_hand(dilation):
+    import torch.nn.functional as F
+
+    from zoo.layers import GatedConv2d, tf_same_padding
+
+    torch.manual_seed(dilation)
+    layer = GatedConv2d(4, 6, 3, dilation=dilation, activation=torch.nn.ELU(), tf_padding=True)
+    assert not layer.pad_by_hand  # stride 1: SAME padding is symmetric
+    x = torch.randn(1, 4, 20, 13)
+    top, bottom = tf_same_padding(20, 3, 1, dilation)
+    left, right = tf_same_padding(13, 3, 1, dilation)
+    by_hand = F.conv2d(F.pad(x, (left, right, top, bottom)), layer.conv.weight, layer.conv.bias, dilation=dilation)
+    torch.testing.assert_close(layer(x), layer.activate(by_hand), atol=1e-5, rtol=0)
+
+
+def test_gated_conv_inference_in_place_equals_the_autograd_path():
+    from zoo.layers import GatedConv2d
+
+    torch.manual_seed(1)
+    for activation in (torch.nn.ELU(), torch.nn.ReLU()):
+        layer = GatedConv2d(3, 4, 3, activation=activation)
+        x = torch.randn(2, 3, 9, 9)
+        with torch.no_grad():
+            inference = layer(x)
+        assert torch.equal(inference, layer(x).detach())
+
+
+def test_whole_score_matrix_fusion_equals_the_official_convolutions():
+    from zoo.layers.contextual_attention import fuse_scores_dense, fuse_scores_full
+
+    torch.manual_seed(2)
+    h, w = 5, 7
+    scores = torch.randn(h * w, h * w, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(h * w, h * w, dtype=torch.float64)
+    grads = []
+    for fuse in (lambda s: fuse_scores_full(s, h, w), lambda s: fuse_scores_dense(s[None], h, w)[0]):
+        scores.grad = None
+        out = fuse(scores)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), scores.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    with torch.no_grad():  # the in-place variant
+        torch.testing.assert_close(fuse_scores_full(scores, h, w), grads[1][0])
+
+
+def test_negligible_softmax_weights_become_zeros_not_subnormals():
+    from zoo.layers.contextual_attention import drop_negligible_
+
+    torch.manual_seed(3)
+    logits = torch.randn(64, 500) * 40  # as sharp as softmax scale 10 makes DeepFill's scores
+    plain = torch.softmax(logits, dim=1)
+    assert ((plain > 0) & (plain < torch.finfo(torch.float32).tiny)).any()  # the slow case exists
+    dropped = torch.softmax(drop_negligible_(logits.clone()), dim=1)
+    assert not ((dropped > 0) & (dropped < torch.finfo(torch.float32).tiny)).any()
+    torch.testing.assert_close(dropped, plain, atol=1e-20, rtol=1e-6)  # only the negligible weights changed
+    assert (plain[dropped == 0] < 1e-25).all()
+
+
+def test_contextual_attention_with_sharp_scores_still_matches_the_official_steps():
+    from tests.test_contextual_attention import official_attention
+    from zoo.layers import ContextualAttention
+
+    torch.manual_seed(4)
+    f = torch.randn(1, 8, 16, 16) * 6  # large features: most softmax weights underflow
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 3:9, 5:12] = 1
+    ours, _ = ContextualAttention()(f, f, m)
+    torch.testing.assert_close(ours, official_attention(f, f, m), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["deepfill_v1", "deepfill_v2"])
+def test_deepfill_fast_paths_give_the_plain_outputs_and_gradients(name):
+    torch.manual_seed(5)
+    model = zoo.create_model(name, cnum=8).train()
+    fast_out, fast_grads = gradients(model)
+    for module in model.modules():
+        if hasattr(module, "phase_conv"):
+            module.phase_conv = False
+    plain_out, plain_grads = gradients(model)
+    for a, b in zip(fast_out, plain_out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    for key in plain_grads:
+        torch.testing.assert_close(fast_grads[key], plain_grads[key], atol=1e-4, rtol=1e-4)
+
+
+def test_deepfill_attention_offsets_only_in_eval_mode_and_when_asked():
+    image, mask = random_batch()
+    model = zoo.create_model("deepfill_v2", cnum=8)
+    assert "attention" not in model.train()(image * (1 - mask), mask).aux
+    with torch.no_grad():
+        assert model.eval()(image * (1 - mask), mask).aux["attention"].shape == image.shape
+        model.attention_flow = False
+        assert model(image * (1 - mask), mask).aux == {}
+
+
+def test_dropping_negligible_attention_weights_keeps_outputs_and_gradients(monkeypatch):
+    from zoo.layers import ContextualAttention
+    from zoo.layers import contextual_attention as ca
+
+    torch.manual_seed(6)
+    f = torch.randn(1, 6, 16, 20) * 5
+    m = torch.zeros(1, 1, 16, 20)
+    m[..., 4:10, 6:14] = 1
+    results = []
+    for cutoff in (ca.NEGLIGIBLE_LOGIT, float("inf")):  # inf: nothing dropped, the plain softmax
+        monkeypatch.setattr(ca, "NEGLIGIBLE_LOGIT", cutoff)
+        x = f.clone().requires_grad_()
+        out, offsets = ContextualAttention()(x, x, m)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), offsets, x.grad))
+    (out, offsets, grad), (plain_out, plain_offsets, plain_grad) = results
+    torch.testing.assert_close(out, plain_out, atol=1e-6, rtol=0)
+    assert torch.equal(offsets, plain_offsets)
+    torch.testing.assert_close(grad, plain_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_plain_conv_elu_gradient_is_zero_not_subnormal_where_it_saturates():
+    from zoo.layers import GatedConv2d
+
+    torch.manual_seed(7)
+    layer = GatedConv2d(3, 4, 3, activation=torch.nn.ELU(), gated=False)
+    with torch.no_grad():
+        layer.conv.bias.copy_(torch.tensor([-95.0, -3.0, 0.0, 2.0]))  # the first channel saturates
+    x = torch.randn(1, 3, 8, 8, requires_grad=True)
+    layer(x).sum().backward()
+    ours = layer.conv.bias.grad.clone()
+    pre = layer.conv(x.detach()).detach().requires_grad_()
+    torch.nn.functional.elu(pre).sum().backward()  # out of place: slope exp(x) from the input
+    plain = pre.grad.sum((0, 2, 3))
+    assert ours[0] == 0 and 0 < plain[0] < torch.finfo(torch.float32).tiny * 64  # subnormal slopes, summed
+    torch.testing.assert_close(ours[1:], plain[1:], atol=1e-5, rtol=1e-6)

@@ -14,7 +14,7 @@ the family's size, one untimed warm-up, ``--repeats`` timed runs. Rounds interle
 (A B, B A, ...) so that drifting load on a shared machine hits both alike; the table shows medians over
 rounds and the zoo/official ratios. Forward: eval mode, no grad. Forward + backward: train mode, the zoo with
 its training recipe's model options (HINT: activation checkpointing), backward of the mean absolute value of
-every output stage.
+every output stage. DeepFill runs without its attention-offset image (``attention_flow=False``) on both sides.
 """
 
 from __future__ import annotations
@@ -190,6 +190,8 @@ def child(args) -> dict:
         recipe = zoo.get_preset(family["preset"]).recipe
         kwargs = dict(getattr(recipe, "train_model_kwargs", {})) if mode_train else {}  # older trees: none
         G = zoo.load(family["preset"], checkpoint=weights, **kwargs)
+        if hasattr(G, "attention_flow"):
+            G.attention_flow = False  # DeepFill: no offset image, as the official ports run with return_flow=False
 
         def run(image, mask):
             kw = {"noise_mode": "const", "truncation_psi": 1.0} if family["preset"] == "mat" else {}

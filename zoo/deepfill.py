@@ -93,6 +93,9 @@ class DeepFill(nn.Module):
       graph; ``"direct"`` = from full resolution in one resize, as nipponjo's and daa233's ports. The two
       differ only with ``tf_mode`` (align_corners resizes) or sizes that are not multiples of 8.
     * ``patch_norm``: ``"clamp"`` (official) or ``"additive"`` (daa233's v1 port), see ContextualAttention.
+    * ``attention_flow``: put the colour-coded attention offsets in ``aux["attention"]`` (for sample grids and
+      people) in eval mode; a training-mode pass never makes them (nothing there reads them), and with
+      ``attention_flow=False`` no pass does (the official ports' ``return_flow=False``).
 
     ``tf_mode`` and ``patch_norm`` belong to the weights, so they are saved in the state dict (two flag
     buffers) and set by ``load_state_dict``: a converted TF checkpoint, or a zoo checkpoint fine-tuned from
@@ -108,6 +111,7 @@ class DeepFill(nn.Module):
         mask_resize: str = "stepwise",
         patch_norm: str = "clamp",
         attention_max_elements: int = 2**26,
+        attention_flow: bool = True,
     ):
         super().__init__()
         if version not in (1, 2):
@@ -135,6 +139,7 @@ class DeepFill(nn.Module):
             "allconv17", GatedConv2d(self.decoder.out_channels, 3, 3, activation=None, tf_padding=tf_mode)
         )
         self.mask_resize = mask_resize
+        self.attention_flow = attention_flow
         self.register_buffer("flag_tf_mode", torch.tensor(False))
         self.register_buffer("flag_additive_patch_norm", torch.tensor(False))
         self.tf_mode, self.patch_norm = tf_mode, patch_norm
@@ -197,7 +202,8 @@ class DeepFill(nn.Module):
         x = self.decoder(torch.cat([conv_features, attention_features], dim=1))
         fine = self._to_rgb(self.decoder.allconv17(x))
         # The colour-coded offsets are for people (sample grids); an exported graph returns only the fill.
-        aux = {} if is_exporting() else {"attention": flow_image(offsets, masked_image.shape[-2:])}
+        show_flow = self.attention_flow and not self.training and not is_exporting()
+        aux = {"attention": flow_image(offsets, masked_image.shape[-2:])} if show_flow else {}
         return InpaintOutput(stages=(coarse, fine), aux=aux)
 
 
