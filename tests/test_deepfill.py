@@ -1,9 +1,12 @@
 """DeepFill v1/v2: official sizes, official checkpoint layouts, fine-tuning from official weights."""
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from scipy import integrate
+from scipy.stats import norm
 
 import discriminators
 import zoo
@@ -11,6 +14,7 @@ from tests.helpers import count_parameters
 from trainers.config import resolve_config
 from trainers.trainer import train
 from zoo.errors import CheckpointError
+from zoo.layers.gated_conv import INIT_GAIN, GatedConv2d
 
 # nipponjo/deepfillv2-pytorch, both generator classes (reference/deepfill.md, appendix A), in their order:
 # (official TF layer = networks_tf.py module, networks.py module, conv out, conv in, kernel)
@@ -323,3 +327,24 @@ def test_init_from_an_official_checkpoint(tmp_path):
         assert (saved[key].float() - value.float()).abs().max() < 1e-3, key
     flipped = expected["coarse.conv17.conv.bias"]
     assert torch.equal(flipped, official["conv17.conv.bias"].flip(0))
+
+
+@pytest.mark.parametrize("kind, gated", list(INIT_GAIN))
+def test_init_gains_keep_the_second_moment(kind, gated):
+    """Each gain is the one that maps a unit second moment to a unit second moment: by quadrature, then through a
+    real layer on unit-scale input."""
+    gain = INIT_GAIN[kind, gated]
+    f = {"elu": lambda a: a if a > 0 else math.expm1(a), "relu": lambda a: max(a, 0.0), "linear": lambda a: a}[kind]
+    moment = integrate.quad(lambda a: f(a) ** 2 * norm.pdf(a, scale=gain), -60, 60, points=[0])[0]
+    if gated:
+        moment *= integrate.quad(lambda b: (1 / (1 + math.exp(-b))) ** 2 * norm.pdf(b, scale=gain), -60, 60)[0]
+    assert moment == pytest.approx(1, abs=1e-3)
+
+    activation = {"elu": torch.nn.ELU(), "relu": torch.nn.ReLU(), "linear": None}[kind]
+    torch.manual_seed(0)
+    layer = GatedConv2d(64, 64, 3, activation=activation, gated=gated)
+    assert layer.gated == gated and not layer.conv.bias.any()
+    x = torch.randn(4, 64, 32, 32)
+    with torch.no_grad():
+        y = layer(x)[..., 1:-1, 1:-1]  # away from the zero padding
+    assert y.pow(2).mean().item() == pytest.approx(1, rel=0.1)

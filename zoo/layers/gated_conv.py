@@ -24,6 +24,28 @@ def tf_same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple
     return total // 2, total - total // 2
 
 
+# Weight init (chosen; the papers are silent): zero bias and N(0, (gain / sqrt(fan_in))^2) weights, the gain set so
+# that a layer keeps the second moment of its input, E[y^2] = E[x^2] (tests/test_layers.py checks each by
+# quadrature). With PyTorch's default init (or TF's Glorot, or nipponjo's fan-out Kaiming) a gated layer passes on
+# roughly a fifth of its input's scale, so after DeepFill's ~17 layers the output depends on the input by ~1e-9
+# and short training runs learn a flat colour first. Converted checkpoints overwrite all of this.
+INIT_GAIN = {
+    ("elu", True): 2.2402,  # E[ELU(a)^2] E[sigmoid(b)^2] = 1 for a, b ~ N(0, gain^2)
+    ("relu", True): 2.3467,  # E[ReLU(a)^2] E[sigmoid(b)^2] = 1
+    ("elu", False): 1.2780,  # E[ELU(a)^2] = 1
+    ("relu", False): math.sqrt(2.0),  # He et al.
+    ("linear", False): 1.0,  # the RGB heads
+}
+
+
+def activation_kind(activation: nn.Module | None) -> str:
+    if activation is None:
+        return "linear"
+    if type(activation) in (nn.ELU, nn.ReLU):
+        return type(activation).__name__.lower()
+    raise ValueError(f"no init gain for activation {activation!r}")
+
+
 class GatedConv2d(nn.Module):
     def __init__(
         self,
@@ -42,7 +64,15 @@ class GatedConv2d(nn.Module):
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         conv_out = 2 * out_channels if self.gated else out_channels
         self.conv = nn.Conv2d(in_channels, conv_out, kernel_size, stride, 0, dilation)
+        self.reset_parameters()
         self.set_tf_padding(tf_padding)
+
+    def reset_parameters(self) -> None:
+        """The variance-preserving init described at ``INIT_GAIN``."""
+        fan_in = self.conv.in_channels * self.kernel_size**2
+        gain = INIT_GAIN[activation_kind(self.activation), self.gated]
+        nn.init.normal_(self.conv.weight, 0.0, gain / math.sqrt(fan_in))
+        nn.init.zeros_(self.conv.bias)
 
     def set_tf_padding(self, enabled: bool) -> None:
         """Symmetric zero padding (default) or TF's SAME padding, asymmetric for stride 2 (converted TF weights).
