@@ -131,6 +131,20 @@ def test_stream_is_a_pure_function_of_seed_and_index(tmp_path):
     assert len({tuple(order) for order in epochs}) == 3 and epochs[0] != list(range(6))  # reshuffled
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_training_never_draws_the_evaluation_masks(tmp_path, augment):
+    # A run trained on a protocol's generator (``--set masks=mat_large``) must not see the masks it is scored on.
+    from data.mask_sets import protocol_set
+
+    paths = write_images(tmp_path / "imgs", 2)
+    stream = InpaintingStream(paths, 64, "mat_large", seed=0, augment=augment)
+    evaluation = protocol_set("mat_large", 64, count=24)
+    scored = {evaluation[k].astype(np.uint8).tobytes() for k in range(24)}
+    drawn = [(stream[k]["mask"][0].numpy() > 0.5).astype(np.uint8).tobytes() for k in range(24)]
+    assert len(set(drawn)) == 24 and len(scored) == 24
+    assert not scored & set(drawn)
+
+
 def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path):
     paths = write_images(tmp_path / "imgs", 3)
     paths[1].write_bytes(b"\x89PNG truncated")
