@@ -2,8 +2,8 @@
 
 ``InpaintingStream`` is indexed by the global sample number ``k`` (0, 1, 2, ... over the whole run): the
 image is ``k``-th in a seeded per-epoch shuffle, and its crop, flip, rotation and mask come from a generator
-seeded by ``(seed, k)`` (and a key of its own). A sample is therefore a pure function of ``(seed, k)``: resuming at step ``s`` just
-skips the batches already seen, and any number of workers or processes gives the same stream.
+seeded by ``(seed, k)`` and a key of its own. A sample is therefore a pure function of ``(seed, k)``: resuming
+at step ``s`` just skips the batches already seen, and any number of workers or processes gives the same stream.
 
 Augmentation draws as many different pixels from a few photos as it can: a square crop whose side is drawn
 log-uniformly between ``min_crop`` source pixels (default: the training size, i.e. full-resolution detail)
@@ -24,7 +24,6 @@ from torchvision.transforms import v2
 from data.images import load_image
 from data.masks import make_mask
 from zoo.errors import ZooError
-
 
 # Evaluation mask sets seed mask k with [seed, k] (data/mask_sets.py); the third key keeps a training sample's
 # generator apart from theirs, so training never draws an evaluation mask, whatever the augmentation.
