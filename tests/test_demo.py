@@ -2,12 +2,14 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from trainers.config import resolve_config
@@ -76,3 +78,33 @@ def test_heldout_photos_are_rebuilt_from_package_files(tmp_path):
     assert all(s["licence"] and len(s["sha256"]) == 64 for s in sources)
     again = build(tmp_path / "again", side=64, log=lambda *_: None)
     assert [e["sha256"] for e in again["splits"]["test"]] == [e["sha256"] for e in manifest["splits"]["test"]]
+
+
+def _readme_train_commands():
+    """The ``zoo train`` argument lists of README's main command and of its 30-minute recipe."""
+    text = (ROOT / "README.md").read_text()
+    main = text.split("<!-- main-command -->", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    recipe = text.split("The 30-minute recipe is", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    commands = [main.split("&& zoo train ", 1)[1], recipe.replace("\\\n", " ").split("zoo train ", 1)[1]]
+    return [shlex.split(c) for c in commands]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["main-command", "30-minute-recipe"])
+def test_readme_demo_commands_run_as_written(tmp_path, which):
+    argv = _readme_train_commands()[which]
+    settings = dict(s.split("=", 1) for s in argv[argv.index("--set") + 1::2] if "=" in s)
+    assert settings["masks"] == "liu_irregular"
+    steps = int(argv[argv.index("--max-steps") + 1])
+    assert int(settings["recipe.adversarial.warmup_steps"]) == steps  # the whole demo is reconstruction warm-up
+    argv[argv.index("--max-steps") + 1] = "2"
+    argv[argv.index("--out") + 1] = str(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "zoo.cli", "train", *argv, "--tracker", "none", "--workers", "0"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert (cfg["masks"], cfg["size"], cfg["model_kwargs"]["cnum"]) == ("liu_irregular", 64, 16)
+    assert cfg["recipe"]["optim_g"]["lr"] == pytest.approx(1e-3) and cfg["ema_kimg"] == 1.0
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows][-1] == 2 and not any("D/loss" in r for r in rows)
+    assert "mhtma (this run, step 2)" in result.stdout  # the end-of-run table
