@@ -20,6 +20,13 @@ from trainers.trainer import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _zoo_train(*argv, cwd):
+    """``zoo train ARGV`` in a subprocess, as a user runs it (one thread, no tracker upload)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "zoo.cli", "train", *argv]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
 def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -38,13 +45,11 @@ def test_warmup_trains_reconstruction_only_then_adds_the_adversarial_term(tmp_pa
 
 
 def test_train_ends_with_the_heldout_table(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zoo.cli", "train", "--model", "mhtma", "--width", "8", "--size", "64",
-           "--batch-size", "1", "--max-steps", "2", "--out", str(run), "--tracker", "none", "--workers", "0",
-           "--set", "model_kwargs.temperature_width=16", "--set", "recipe.discriminator_kwargs.cnum=8",
-           "--set", "recipe.losses.2.weight=0", "--set", "sample_every=100"]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = _zoo_train("--model", "mhtma", "--width", "8", "--size", "64", "--batch-size", "1", "--max-steps", "2",
+                        "--out", str(run), "--tracker", "none", "--workers", "0",
+                        "--set", "model_kwargs.temperature_width=16", "--set", "recipe.discriminator_kwargs.cnum=8",
+                        "--set", "recipe.losses.2.weight=0", "--set", "sample_every=100", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [ln for ln in result.stdout.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["mhtma (this run, step 2)", "mean_fill", "opencv_telea"]
@@ -92,15 +97,13 @@ def _readme_train_commands():
 @pytest.mark.parametrize("which", [0, 1], ids=["main-command", "30-minute-recipe"])
 def test_readme_demo_commands_run_as_written(tmp_path, which):
     argv = _readme_train_commands()[which]
-    settings = dict(s.split("=", 1) for s in argv[argv.index("--set") + 1::2] if "=" in s)
+    settings = dict(argv[i + 1].split("=", 1) for i, flag in enumerate(argv) if flag == "--set")
     assert settings["masks"] == "liu_irregular"
     steps = int(argv[argv.index("--max-steps") + 1])
     assert int(settings["recipe.adversarial.warmup_steps"]) == steps  # the whole demo is reconstruction warm-up
     argv[argv.index("--max-steps") + 1] = "2"
     argv[argv.index("--out") + 1] = str(tmp_path / "run")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "zoo.cli", "train", *argv, "--tracker", "none", "--workers", "0"]
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = _zoo_train(*argv, "--tracker", "none", "--workers", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (cfg["masks"], cfg["size"], cfg["model_kwargs"]["cnum"]) == ("liu_irregular", 64, 16)
