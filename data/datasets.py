@@ -9,6 +9,7 @@ Augmentation draws as many different pixels from a few photos as it can: a squar
 log-uniformly between ``min_crop`` source pixels (default: the training size, i.e. full-resolution detail)
 and the whole shorter side (the whole scene, downscaled), resized to the training size, then one of the 8
 symmetries of the square (flips and 90-degree rotations; ``rotations=False`` keeps horizontal flips only).
+``colour=True`` also recolours half the samples (``recoloured``).
 """
 
 from __future__ import annotations
@@ -38,15 +39,27 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 CACHE_BYTES = 1 << 29  # decoded images kept per worker (512 MiB): small sets such as the demo decode once
 
 
+def recoloured(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The same scene in other colours (3 x H x W in [-1, 1]): half the time, a hue rotation anywhere on the
+    circle and a saturation scale in [1/2, 2]. A few photos have a narrow palette; a model trained on them
+    alone paints skies and leaves in the colours it saw."""
+    if not rng.integers(2):
+        return image
+    x = (image + 1) / 2
+    x = v2.functional.adjust_hue(x, float(rng.uniform(-0.5, 0.5)))
+    x = v2.functional.adjust_saturation(x, float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))))
+    return x.clamp(0, 1) * 2 - 1
+
+
 class InpaintingStream(Dataset):
     def __init__(self, paths, size: int, masks: str = "free_form", mask_kwargs=None, seed: int = 0,
                  length: int = 10**9, augment: bool = True, min_crop: int | None = None, flips: bool = True,
-                 rotations: bool = True):
+                 rotations: bool = True, colour: bool = False):
         if not paths:
             raise ZooError("no images to train on")
         self.paths, self.size, self.seed, self.length = list(paths), size, seed, length
         self.masks, self.mask_kwargs = masks, dict(mask_kwargs or {})
-        self.augment, self.flips, self.rotations = augment, flips, rotations
+        self.augment, self.flips, self.rotations, self.colour = augment, flips, rotations, colour
         self.min_crop = size if min_crop is None else int(min_crop)
         if self.min_crop < 1:
             raise ZooError(f"min_crop must be a positive number of pixels, got {min_crop!r}")
@@ -111,6 +124,8 @@ class InpaintingStream(Dataset):
         rng = np.random.default_rng([self.seed, k, STREAM_KEY])
         if self.augment:
             tensor = self._augmented(image, rng)
+            if self.colour:  # a generator of its own: the same crop and mask with colour on or off
+                tensor = recoloured(tensor, np.random.default_rng([self.seed, k, STREAM_KEY, 1]))
         else:  # the fixed view: shorter side resized to ``size``, centre crop
             tensor = v2.functional.center_crop(v2.functional.resize(to_tensor(image), self.size, antialias=True),
                                                [self.size, self.size])

@@ -210,6 +210,35 @@ def test_augmentation_shapes_ranges_determinism_and_variety(tmp_path):
         InpaintingStream([path], 32, "box", min_crop=0)
 
 
+def test_colour_augmentation_recolours_half_the_samples_and_keeps_crops_and_masks(tmp_path):
+    rng = np.random.default_rng(0)
+    colourful = tmp_path / "colourful.png"
+    Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).resize((192, 192)).save(colourful)
+    plain = InpaintingStream([colourful], 32, "free_form", seed=5)
+    recoloured = InpaintingStream([colourful], 32, "free_form", seed=5, colour=True)
+    changed = 0
+    for k in range(40):
+        a, b = plain[k], recoloured[k]
+        assert torch.equal(a["mask"], b["mask"])  # colour draws from a generator of its own
+        assert b["image"].shape == a["image"].shape and b["image"].min() >= -1 and b["image"].max() <= 1
+        if not torch.equal(a["image"], b["image"]):
+            changed += 1
+            # same crop: the recoloured view's brightness pattern follows the original's
+            corr = torch.corrcoef(torch.stack([a["image"].mean(0).flatten(), b["image"].mean(0).flatten()]))[0, 1]
+            assert corr > 0.5
+            assert (a["image"] - b["image"]).abs().mean() > 0.02
+    assert 10 <= changed <= 30  # about half
+    assert torch.equal(recoloured[7]["image"], InpaintingStream([colourful], 32, "free_form", seed=5,
+                                                                colour=True)[7]["image"])
+    # a grey photo has no hue or saturation to change
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.repeat(rng.integers(0, 256, (64, 64, 1), dtype=np.uint8), 3, axis=2)).save(grey)
+    g_plain = InpaintingStream([grey], 32, "box", seed=1)
+    g_col = InpaintingStream([grey], 32, "box", seed=1, colour=True)
+    for k in range(10):
+        assert torch.allclose(g_plain[k]["image"], g_col[k]["image"], atol=1e-3)
+
+
 def test_fixed_view_is_the_centre_crop(tmp_path):
     path = _coordinate_image(tmp_path / "coords.png", 64, 128)
     x = InpaintingStream([path], 32, "box", augment=False)[0]["image"]
