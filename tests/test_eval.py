@@ -361,3 +361,17 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_default_output_folders_never_collide_within_one_second(tmp_path):
+    from datetime import datetime
+
+    from trainers.evaluation import default_out
+
+    frozen = mock.Mock(wraps=datetime)
+    frozen.now.return_value = datetime(2026, 1, 2, 3, 4, 5)
+    with mock.patch("trainers.evaluation.reports.datetime", frozen):
+        paths = [default_out("eval", "telea-liu-64", root=tmp_path) for _ in range(3)]
+    assert [p.name for p in paths] == ["eval-telea-liu-64-20260102-030405", "eval-telea-liu-64-20260102-030405-2",
+                                       "eval-telea-liu-64-20260102-030405-3"]
+    assert all(p.is_dir() and not any(p.iterdir()) for p in paths)

@@ -19,6 +19,7 @@ import torch
 
 from trainers import metrics as M
 from trainers.evaluation.loop import Evaluation
+from zoo.errors import ZooError
 
 
 def _filename(text: str) -> str:
@@ -241,5 +242,16 @@ def write_compare(ev: Evaluation, out) -> Path:
     return out
 
 
-def default_out(kind: str, name: str) -> Path:
-    return Path("runs") / f"{kind}-{_filename(name)}-{datetime.now():%Y%m%d-%H%M%S}"
+def default_out(kind: str, name: str, root="runs") -> Path:
+    """A new folder runs/KIND-NAME-TIMESTAMP, created here: two evaluations started in the same second get
+    -2, -3, ... rather than writing their reports into one folder."""
+    base = Path(root) / f"{kind}-{_filename(name)}-{datetime.now():%Y%m%d-%H%M%S}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ZooError(f"could not find a free output folder next to {base}")
