@@ -108,6 +108,7 @@ def test_readme_demo_commands_run_as_written(tmp_path, which):
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (cfg["masks"], cfg["size"], cfg["model_kwargs"]["cnum"]) == ("liu_irregular", 64, 16)
     assert cfg["recipe"]["optim_g"]["lr"] == pytest.approx(1e-3) and cfg["ema_kimg"] == 1.0
+    assert cfg["augment_kwargs"]["colour"] is True  # the embedded photos' palette is narrow
     rows = _metrics(tmp_path / "run")
     assert [r["step"] for r in rows][-1] == 2 and not any("D/loss" in r for r in rows)
     assert "mhtma (this run, step 2)" in result.stdout  # the end-of-run table
