@@ -309,8 +309,8 @@ def test_deepfill_fast_paths_give_the_plain_outputs_and_gradients(name):
         if hasattr(module, "phase_conv"):
             module.phase_conv = False
     plain_out, plain_grads = gradients(model)
-    for a, b in zip(fast_out, plain_out):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    for a, b in zip(fast_out, plain_out):  # float rounding through ~30 layers: 1.2e-5 seen on an AMD EPYC
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=0)
     for key in plain_grads:  # float rounding, amplified through ~30 layers: relative to each gradient's scale
         scale = plain_grads[key].abs().max().item()
         torch.testing.assert_close(fast_grads[key], plain_grads[key], atol=1e-4 * scale, rtol=0)
