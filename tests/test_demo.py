@@ -85,6 +85,23 @@ def test_heldout_photos_are_rebuilt_from_package_files(tmp_path):
     assert [e["sha256"] for e in again["splits"]["test"]] == [e["sha256"] for e in manifest["splits"]["test"]]
 
 
+def test_recoloured_validation_copies_keep_the_scene_and_change_its_colours(tmp_path):
+    from data.images import default_images, read_split
+    from tools.recoloured_val import COLOURINGS, build
+
+    manifest = build(tmp_path / "set")
+    paths = read_split(tmp_path / "set" / "split.json", "test", verify=True)
+    assert len(paths) == len(manifest["splits"]["test"]) == len(COLOURINGS) * len(default_images("val"))
+    with Image.open(default_images("val")[0]) as img:
+        original = np.asarray(img.convert("RGB"), dtype=np.float32)
+    as_is, turned = (np.asarray(Image.open(paths[i]), dtype=np.float32) for i in (0, 5))
+    assert as_is.shape == turned.shape == original.shape
+    assert np.abs(as_is - original).max() <= 1  # hue 0, saturation 1: the photo itself (8-bit rounding)
+    assert np.abs(turned - original).mean() > 20  # half a turn of the hue circle: other colours
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    assert abs((turned @ luma).mean() - (original @ luma).mean()) < 20  # ... of about the same brightness
+
+
 def _readme_train_commands():
     """The ``zoo train`` argument lists of README's main command and of its 30-minute recipe."""
     text = (ROOT / "README.md").read_text()
