@@ -55,7 +55,7 @@ def test_split_manifest_is_deterministic_with_checksums(tmp_path):
 
 def test_embedded_default_photos_are_bundled():
     train, val = default_images("train"), default_images("val")
-    assert len(train) >= 6 and len(val) >= 2 and not set(train) & set(val)
+    assert len(train) >= 3 and len(val) >= 2 and not set(train) & set(val)
     assert all(p.is_file() for p in train + val)
     # colour photos only (greyscale ones taught the demo model to paint holes grey)
     assert all(Image.open(p).mode in ("RGB", "RGBA") for p in train + val)
