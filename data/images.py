@@ -126,7 +126,14 @@ def write_split(source, out, val: float = 0.05, test: float = 0.05, seed: int = 
                 p = images[i]
                 entries[split].append({"path": os.path.relpath(p.resolve(), root.resolve()), "sha256": sha256(p)})
                 bar.update()
-    manifest = {"format": "inpaint-zoo-split/1", "root": str(root.resolve()), "seed": seed, "splits": entries}
+    return save_split(out, root, entries, seed)
+
+
+def save_split(out, root, splits: dict, seed=None) -> dict:
+    """Write a split manifest (``splits``: train / val / test -> [{"path", "sha256"}], paths relative to
+    ``root``) atomically to ``out``."""
+    out = Path(out)
+    manifest = {"format": "inpaint-zoo-split/1", "root": str(Path(root).resolve()), "seed": seed, "splits": splits}
     tmp = out.with_suffix(out.suffix + ".tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 
-from data.images import default_images, sha256  # noqa: E402
+from data.images import default_images, save_split, sha256  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 
 BACKGROUNDS = Path("/usr/share/backgrounds")
@@ -115,9 +115,7 @@ def build(out, side: int = 512, log=print) -> dict:
         raise ZooError("none of the held-out photos is installed (see PHOTOS in tools/heldout_photos.py)")
     for name in missing:
         log(f"note: {name} is not installed; the set has fewer photos")
-    manifest = {"format": "inpaint-zoo-split/1", "root": str(out.resolve()), "seed": None,
-                "splits": {"train": [], "val": [], "test": entries}}
-    (out / "split.json").write_text(json.dumps(manifest, indent=1))
+    manifest = save_split(out / "split.json", out, {"train": [], "val": [], "test": entries})
     (out / "sources.json").write_text(json.dumps({"side": side, "photos": sources}, indent=1))
     fingerprint = __import__("hashlib").sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
     log(f"wrote {len(entries)} views of {len(sources)} photos to {out} (set sha256 {fingerprint[:16]}); "

@@ -11,7 +11,6 @@ saturation scaled by 0.6 to 1.6): 16 PNGs and a split manifest (every copy in ``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from data.images import default_images, sha256  # noqa: E402
+from data.images import default_images, save_split, sha256  # noqa: E402
 
 # (hue turn as a fraction of the circle, saturation factor)
 COLOURINGS = [(0, 1), (0.15, 1), (-0.15, 1.4), (0.3, 0.7), (-0.3, 1), (0.5, 1.2), (0.4, 0.6), (-0.45, 1.6)]
@@ -40,10 +39,7 @@ def build(out) -> dict:
             name = f"{path.stem}_{i}.png"
             Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(out / name)
             entries.append({"path": name, "sha256": sha256(out / name)})
-    manifest = {"format": "inpaint-zoo-split/1", "root": str(out.resolve()), "seed": None,
-                "splits": {"train": [], "val": [], "test": entries}}
-    (out / "split.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+    return save_split(out / "split.json", out, {"train": [], "val": [], "test": entries})
 
 
 def main(argv=None) -> int:
