@@ -198,7 +198,7 @@ def test_resume_with_compile_continues_exactly(tmp_path):
 
 @pytest.mark.parametrize("tf_mode", [False, True])
 @pytest.mark.parametrize("out_channels, activation", [(6, torch.nn.ELU()), (3, None), (4, torch.nn.ReLU())])
-def test_upsampling_conv_as_transposed_conv_equals_upsample_then_conv(tf_mode, out_channels, activation):
+def test_upsampling_conv_fast_paths_equal_upsample_then_conv(tf_mode, out_channels, activation):
     from zoo.layers import UpConv2d
 
     torch.manual_seed(0)
@@ -215,6 +215,11 @@ def test_upsampling_conv_as_transposed_conv_equals_upsample_then_conv(tf_mode, o
     (fast, fast_dx, fast_dw), (plain, plain_dx, plain_dw) = results
     assert fast.shape == (2, out_channels, 14, 20)
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    layer.phase_conv = True
+    with torch.no_grad():  # inference takes the other fast path: the four phases of one 2x2 convolution
+        phases = layer(x)
+    torch.testing.assert_close(phases, plain, atol=1e-5, rtol=0)
+    assert plain.abs().amax() > 0.1  # a real signal, not a match of two near-zero outputs
     torch.testing.assert_close(fast_dx, plain_dx, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast_dw, plain_dw, atol=1e-4, rtol=1e-5)  # sums over 280 pixels
 

@@ -118,12 +118,16 @@ def _activate_(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class UpConv2d(nn.Module):
     """Nearest x2 up-sampling followed by a 3x3 convolution (DeepFill's ``*_upsample`` layers).
 
-    Computed as one stride-2 transposed convolution of the small input, without the up-sampled image: output row
-    2i + a of the 3x3 convolution reads input rows i - 1, i (a = 0: taps w0 | w1 + w2) or i, i + 1 (a = 1: taps
-    w0 + w1 | w2), columns alike, which is a 4x4 transposed-convolution kernel [w2, w1 + w2, w0 + w1, w0] per
-    axis. 4 instead of 9 multiply-adds per output value, the same sums up to float rounding; forward + backward
-    of these layers takes about half the time. ``phase_conv=False`` (and export, which keeps the plain graph)
-    up-samples and convolves as written.
+    Computed from the small input, without the up-sampled image: output row 2i + a of the 3x3 convolution reads
+    input rows i - 1, i (a = 0: taps w0 | w1 + w2) or i, i + 1 (a = 1: taps w0 + w1 | w2), columns alike. 4
+    instead of 9 multiply-adds per output value, the same sums up to float rounding. Two equal ways to run it,
+    each where it measured faster on CPU (tools/bench_official.py):
+
+    - training: one stride-2 transposed convolution with the 4x4 kernel [w2, w1 + w2, w0 + w1, w0] per axis;
+    - inference: one 2x2 convolution giving the four output phases as channel groups, interleaved afterwards
+      (oneDNN's transposed convolution forward is slower than its plain one at these sizes).
+
+    ``phase_conv=False`` (and export, which keeps the plain graph) up-samples and convolves as written.
     """
 
     def __init__(self, in_channels: int, out_channels: int, align_corners: bool = False, phase_conv: bool = True,
@@ -137,7 +141,10 @@ class UpConv2d(nn.Module):
         if not self.phase_conv or is_exporting():
             return self.conv(upsample_nearest(x, 2, self.align_corners))
         conv = self.conv.conv  # 3x3, stride 1, padding 1 in both padding modes (TF SAME is symmetric here)
-        y = F.conv_transpose2d(x, upsampling_kernel(conv.weight), conv.bias, stride=2, padding=1)
+        if torch.is_grad_enabled():
+            y = F.conv_transpose2d(x, upsampling_kernel(conv.weight), conv.bias, stride=2, padding=1)
+        else:
+            y = upsample_by_phases(x, conv.weight, conv.bias)
         return self.conv.activate(y)
 
 
@@ -150,6 +157,28 @@ def upsampling_kernel(weight: torch.Tensor) -> torch.Tensor:
         return torch.stack([w2, w1 + w2, w0 + w1, w0], dim)
 
     return per_axis(per_axis(weight, 2), 3).transpose(0, 1)
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 kernels (O x I x 3 x 3) -> the 2x2 kernels of the four output phases (a, b) of UpConv2d, stacked as
+    (a, b, O) x I x 2 x 2: phase 0 of an axis reads input pixels (i - 1, i), phase 1 reads (i, i + 1)."""
+
+    def per_axis(k, dim):
+        w0, w1, w2 = k.unbind(dim)
+        return torch.stack([w0, w1 + w2], dim), torch.stack([w0 + w1, w2], dim)
+
+    return torch.cat([phase for rows in per_axis(weight, 2) for phase in per_axis(rows, 3)])
+
+
+def upsample_by_phases(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """conv3x3(nearest_x2(x), weight, bias, padding=1) as one 2x2 convolution of x (see phase_kernels)."""
+    n, _, h, w = x.shape
+    o = weight.shape[0]
+    # With padding 1 the 2x2 convolution is (h + 1) x (w + 1): output (p, q) reads rows p - 1, p and columns
+    # q - 1, q, so phase (a, b) of pixel (i, j) sits at (i + a, j + b).
+    y = F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
+    phases = [y[:, (2 * a + b) * o : (2 * a + b + 1) * o, a : a + h, b : b + w] for a in (0, 1) for b in (0, 1)]
+    return torch.stack(phases, 2).view(n, o, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, o, 2 * h, 2 * w)
 
 
 def upsample_nearest(x, factor: int, align_corners: bool = False):
