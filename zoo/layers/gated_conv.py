@@ -121,7 +121,7 @@ class UpConv2d(nn.Module):
     Computed from the small input, without the up-sampled image: output row 2i + a of the 3x3 convolution reads
     input rows i - 1, i (a = 0: taps w0 | w1 + w2) or i, i + 1 (a = 1: taps w0 + w1 | w2), columns alike. 4
     instead of 9 multiply-adds per output value, the same sums up to float rounding. Two equal ways to run it,
-    each where it measured faster on CPU (tools/bench_official.py):
+    each used where it was the faster of the two in a layer benchmark on CPU:
 
     - training: one stride-2 transposed convolution with the 4x4 kernel [w2, w1 + w2, w0 + w1, w0] per axis;
     - inference: one 2x2 convolution giving the four output phases as channel groups, interleaved afterwards
