@@ -192,6 +192,33 @@ def test_resume_with_compile_continues_exactly(tmp_path):
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
 
 
+def compile_backend():
+    """aot_eager (traces the graph as inductor would see it, compiles nothing) unless ZOO_COMPILE_TESTS names one."""
+    backend = os.environ.get("ZOO_COMPILE_TESTS") or "aot_eager"
+    return "inductor" if backend == "1" else backend
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_compiled_deepfill_v2_equals_eager(training):
+    """Under torch.compile the up-sampling convolutions take the transposed-convolution path and contextual
+    attention runs eagerly (inductor's kernels for both were many times slower); the numbers stay the same."""
+    torch.manual_seed(6)
+    model = zoo.create_model("deepfill_v2", cnum=8).train(training)
+    model.attention_flow = False
+    image, mask = random_batch()
+    with torch.set_grad_enabled(training):
+        eager = model(image * (1 - mask), mask).stages
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend=compile_backend())(image * (1 - mask), mask).stages
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    if training:
+        grads = torch.autograd.grad(sum(s.square().mean() for s in compiled), list(model.parameters()))
+        expected = torch.autograd.grad(sum(s.square().mean() for s in eager), list(model.parameters()))
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e, atol=1e-5 * e.abs().max().item() + 1e-9, rtol=0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # DeepFill's faster layers against the plain computations they replace
 

@@ -15,6 +15,8 @@ the family's size, one untimed warm-up, ``--repeats`` timed runs. Rounds interle
 rounds and the zoo/official ratios. Forward: eval mode, no grad. Forward + backward: train mode, the zoo with
 its training recipe's model options (HINT: activation checkpointing), backward of the mean absolute value of
 every output stage. DeepFill runs without its attention-offset image (``attention_flow=False``) on both sides.
+``--compile`` compiles both networks (``torch.compile``, inductor) before the warm-up run, whose time (compiling
+included) the table reports separately; the timed runs are the compiled ones.
 """
 
 from __future__ import annotations
@@ -199,6 +201,8 @@ def child(args) -> dict:
 
     image, mask = _inputs(args.size or family["size"])
     G.train(mode_train)
+    if args.compile:
+        G.compile()
 
     def once():
         if mode_train:
@@ -208,14 +212,16 @@ def child(args) -> dict:
             with torch.no_grad():
                 run(image, mask)
 
-    times = []
+    times, first_seconds = [], None
     for i in range(args.warmup + args.repeats):
         cpu_start, start = time.process_time(), time.perf_counter()
         once()
+        if i == 0:
+            first_seconds = time.perf_counter() - start
         if i >= args.warmup:
             times.append((time.perf_counter() - start, time.process_time() - cpu_start))
     return {"seconds": statistics.median(t for t, _ in times), "cpu_seconds": statistics.median(c for _, c in times),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "first_seconds": first_seconds}
 
 
 def _official_state(obj):
@@ -238,6 +244,8 @@ def spawn(args, family, impl, mode, weights) -> dict:
         cmd += ["--size", str(args.size)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.compile:
+        cmd.append("--compile")
     env = dict(os.environ, HF_HUB_OFFLINE="1", ZOO_OFFLINE="1")
     if args.pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([args.pythonpath, env.get("PYTHONPATH", "")])
@@ -259,6 +267,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=None, help="input size instead of each family's native one "
                    "(e.g. 128 for HINT's forward + backward where 16 GB of memory are not free)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile both networks (the first call, "
+                   "compiling included, is reported apart; --warmup must be at least 1)")
     p.add_argument("--pythonpath", help="extra import folder for the official code (e.g. where einops lives)")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--zoo", default=str(ROOT), help="the zoo source tree to measure (default: this one; e.g. an "
@@ -270,6 +280,8 @@ def main(argv=None):
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.compile and args.warmup < 1:
+        p.error("--compile needs --warmup 1 or more (the first call compiles)")
     if args.child:
         print(json.dumps(child(args)))
         return
@@ -290,9 +302,11 @@ def main(argv=None):
                            for impl, rs in runs.items()}
                 results[(family, mode)] = summary
                 o, z = summary["official"], summary["zoo"]
+                first = (f" | first call (compiling) official {o['first_seconds']:.0f} s, "
+                         f"zoo {z['first_seconds']:.0f} s" if args.compile else "")
                 print(f"{family:15s} {mode:8s} official {o['seconds']:7.2f} s {o['peak_mb']:7.0f} MB | zoo "
                       f"{z['seconds']:7.2f} s {z['peak_mb']:7.0f} MB | zoo/official time "
-                      f"{z['seconds'] / o['seconds']:.2f}, cpu time {z['cpu_seconds'] / o['cpu_seconds']:.2f}",
+                      f"{z['seconds'] / o['seconds']:.2f}, cpu time {z['cpu_seconds'] / o['cpu_seconds']:.2f}{first}",
                       flush=True)
     with open("/proc/loadavg") as f:
         print(f"load average at end: {f.read().split()[:3]}")
