@@ -126,7 +126,7 @@ class UpConv2d(nn.Module):
     - training: one stride-2 transposed convolution with the 4x4 kernel [w2, w1 + w2, w0 + w1, w0] per axis;
     - inference: one 2x2 convolution giving the four output phases as channel groups, interleaved afterwards
       (oneDNN's transposed convolution forward is slower than its plain one at these sizes). Not while
-      compiling: inductor fused the interleave with the gating into a strided kernel ~6x slower than eager.
+      compiling: inductor fused the interleave with the gating into a strided kernel ~4x slower than eager.
 
     ``phase_conv=False`` (and export, which keeps the plain graph) up-samples and convolves as written.
     """
