@@ -65,6 +65,17 @@ def test_loading_a_model_imports_only_its_family():
     assert {"torchvision", "timm", "accelerate"}.isdisjoint(modules)
 
 
+def test_deepfill_inference_does_not_load_the_compiler():
+    """torch._dynamo costs ~150 MB of memory and seconds of import; only torch.compile should bring it in."""
+    probe = ("import sys, torch, zoo\nmodel = zoo.load('deepfill_v2', cnum=8).eval()\n"
+             "model.attention_flow = False  # the offset image comes from torchvision, which loads torch._dynamo\n"
+             "with torch.no_grad():\n"
+             "    model(torch.zeros(1, 3, 64, 64), torch.ones(1, 1, 64, 64))\nprint('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
+
+
 def test_trainer_imports_no_family():
     """No family branches in the trainer: importing all of it (and evaluation) loads no family module."""
     modules = loaded_after("import trainers.trainer, trainers.config, trainers.steps, trainers.samples, "

@@ -101,9 +101,16 @@ class ContextualAttention(nn.Module):
         f_small, b_small = self._resize(foreground, h, w), self._resize(background, h, w)
         if self.dense or is_exporting():
             return self._attend_dense(f_small, b_small, background, small_mask)
+        attend = self._attend_one
+        if torch.compiler.is_compiling():
+            # Left eager: inductor fused the score fusion, mask and softmax into one kernel walking the score
+            # matrix in its permuted (column-major) order, 0.6 s per DeepFill v2 forward at 256 px on the CPU
+            # where the whole eager attention takes about 0.06 s. (Disabled here, not by a decorator: that would
+            # import torch._dynamo, ~150 MB, with every DeepFill model.)
+            attend = torch.compiler.disable(attend)
         outputs, offsets = [], []
         for i in range(background.shape[0]):
-            out, offset = self._attend_one(f_small[i : i + 1], b_small[i : i + 1], background[i : i + 1],
+            out, offset = attend(f_small[i : i + 1], b_small[i : i + 1], background[i : i + 1],
                                            small_mask[i : i + 1])
             outputs.append(out)
             offsets.append(offset)
@@ -136,10 +143,6 @@ class ContextualAttention(nn.Module):
         offset = torch.stack([best_row - own_row, (best - best_row * w) - (own - own_row * w)], dim=1)
         return out, offset.view(n, 2, h, w)
 
-    # Not compiled: inductor fused the score fusion, mask and softmax into one kernel walking the score matrix in
-    # its permuted (column-major) order; it took 0.6 s per DeepFill v2 forward at 256 px on the CPU, where the
-    # whole eager attention takes about 0.06 s.
-    @torch.compiler.disable
     def _attend_one(self, f_small, b_small, b, m_small):
         rate, k = self.rate, self.patch_size
         height, width = b.shape[-2:]
