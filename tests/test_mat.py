@@ -17,7 +17,7 @@ import zoo
 from data.masks import make_mask
 from tests.helpers import random_batch
 from zoo.errors import CheckpointError, InputSizeError
-from zoo.layers.stylegan2 import ModulatedConv2d, conv2d_resample, fir_filter, upfirdn2d, upsample2d
+from zoo.layers.stylegan2 import ModulatedConv2d, bias_act, conv2d_resample, fir_filter, upfirdn2d, upsample2d
 from zoo.mat import TINY, Conv2dLayerPartial, SwinTransformerBlock, WindowAttention
 
 
@@ -110,6 +110,29 @@ def test_fir_fast_paths_equal_the_generic_resampling():
     # the low-pass filter keeps a constant image constant away from the border
     ones = upsample2d(torch.ones(1, 1, 8, 8), f)
     assert ones.shape == (1, 1, 16, 16) and torch.allclose(ones[..., 2:-2, 2:-2], torch.ones(1, 1, 12, 12))
+
+
+@pytest.mark.parametrize("activation, gain", [("lrelu", None), ("lrelu", 0.5), ("linear", 0.5), ("linear", None)])
+def test_in_place_bias_act_equals_the_plain_one(activation, gain):
+    """In place, the result is bitwise the plain one, in inference without a new tensor; under autograd its
+    first and second derivatives (R1 differentiates the discriminator twice) are bitwise the plain ones too."""
+    torch.manual_seed(0)
+    x, w, bias = torch.randn(2, 5, 9, 9), torch.randn(6, 5, 3, 3), torch.randn(6)
+    with torch.no_grad():
+        fresh = F.conv2d(x, w)
+        plain = bias_act(fresh, bias, activation, gain)
+        in_place = bias_act(fresh, bias, activation, gain, inplace=True)
+    assert torch.equal(in_place, plain) and in_place.data_ptr() == fresh.data_ptr()
+
+    def derivatives(inplace):
+        xg, bg = x.clone().requires_grad_(), bias.clone().requires_grad_()
+        out = bias_act(F.conv2d(xg, w), bg, activation, gain, inplace=inplace)
+        grad_x, grad_b = torch.autograd.grad(out.square().sum(), [xg, bg], create_graph=True)
+        second = torch.autograd.grad(grad_x.square().sum(), [xg, bg])
+        return (out, grad_x, grad_b, *second)
+
+    for a, b in zip(derivatives(True), derivatives(False)):
+        assert torch.equal(a, b)
 
 
 def test_modulated_conv_equals_a_per_sample_convolution():

@@ -90,13 +90,13 @@ class StyleConv(nn.Module):
         x = self.conv(x, style)
         if self.use_noise and noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype, generator=generator)
-            x = x + noise * self.noise_strength
+            x = x.add_(noise * self.noise_strength)  # x: this layer's own convolution output
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const
             if noise.shape != x.shape[2:]:  # an input larger than the build size: tile the constant noise
                 noise = noise.repeat(x.shape[2] // noise.shape[0], x.shape[3] // noise.shape[1])
-            x = x + noise * self.noise_strength
-        return bias_act(x, self.bias, "lrelu")
+            x = x.add_(noise * self.noise_strength)
+        return bias_act(x, self.bias, "lrelu", inplace=True)
 
 
 class ToRGB(nn.Module):
@@ -109,11 +109,11 @@ class ToRGB(nn.Module):
         self.register_buffer("resample_filter", fir_filter())
 
     def forward(self, x, style, skip=None):
-        out = bias_act(self.conv(x, style), self.bias)
+        out = bias_act(self.conv(x, style), self.bias, inplace=True)
         if skip is not None:
             if skip.shape != out.shape:
                 skip = upsample2d(skip, self.resample_filter)
-            out = out + skip
+            out = out.add_(skip)
         return out
 
 
@@ -167,7 +167,7 @@ class Conv2dLayerPartial(nn.Module):
             ratio = self.kernel_size**2 / (count + 1e-8)
             mask = count.clamp(0, 1)
             ratio = ratio * mask
-        return x * ratio, mask
+        return x.mul_(ratio), mask  # x: this layer's own output
 
 
 def to_tokens(x):  # (B, C, H, W) -> (B, H*W, C), row-major token order
@@ -367,7 +367,7 @@ class DecStyleBlock(nn.Module):
         self.toRGB = ToRGB(out_channels, img_channels, style_dim)
 
     def forward(self, x, img, style, skip):
-        x = self.conv0(x, style) + skip
+        x = self.conv0(x, style).add_(skip)
         x = self.conv1(x, style)
         return x, self.toRGB(x, style, skip=img)
 
@@ -512,7 +512,7 @@ class DecBlockFirstV2(nn.Module):
         self.toRGB = ToRGB(out_channels, img_channels, style_dim)
 
     def forward(self, x, ws, gs, features, noise_mode, generator):
-        x = self.conv0(x) + features[self.res]
+        x = self.conv0(x).add_(features[self.res])
         x = self.conv1(x, torch.cat([ws[:, 0], gs], dim=1), noise_mode, generator)
         return x, self.toRGB(x, torch.cat([ws[:, 1], gs], dim=1))
 
@@ -531,7 +531,7 @@ class DecBlock(nn.Module):
     def forward(self, x, img, ws, gs, features, noise_mode, generator):
         r = self.res
         x = self.conv0(x, torch.cat([ws[:, 2 * r - 9], gs], dim=1), noise_mode, generator)
-        x = x + features[r]
+        x = x.add_(features[r])
         x = self.conv1(x, torch.cat([ws[:, 2 * r - 8], gs], dim=1), noise_mode, generator)
         return x, self.toRGB(x, torch.cat([ws[:, 2 * r - 7], gs], dim=1), skip=img)
 
