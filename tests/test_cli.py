@@ -168,3 +168,33 @@ def test_load_rebuilds_a_trained_width_from_the_checkpoint(tmp_path):
     assert zoo.inpaint(model, image, mask).shape == image.shape
     with pytest.raises(zoo.ZooError, match="holds a deepfill_v2 model, not deepfill_v1"):
         zoo.load("deepfill_v1", checkpoint=ckpt)
+
+
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+HUGE_PAGES_AFTER_CLI = """
+import os, sys
+from zoo.cli import main
+main(["list"])  # imports torch after the command line has set its environment
+import torch
+x = torch.ones(64 * 2**20 // 4)  # 64 MB, every page touched
+x += 1
+with open("/proc/self/smaps_rollup") as f:
+    huge_kb = next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), huge_kb)
+"""
+
+
+@pytest.mark.skipif(not THP_MODE.exists() or "[madvise]" not in THP_MODE.read_text(),
+                    reason="the kernel gives huge pages only when asked (madvise mode) on this test's premise")
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_command_line_asks_torch_for_huge_pages_unless_the_user_said_no(user_value):
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", "HF_HUB_OFFLINE": "1"}
+    if user_value is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = user_value
+    done = subprocess.run([sys.executable, "-c", HUGE_PAGES_AFTER_CLI], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    value, huge_kb = done.stdout.split()[-2:]
+    if user_value is None:
+        assert value == "1" and int(huge_kb) >= 32 * 1024  # most of the 64 MB tensor sits on 2 MB pages
+    else:
+        assert value == "0" and int(huge_kb) == 0

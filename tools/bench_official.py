@@ -287,7 +287,8 @@ def main(argv=None):
         return
 
     with open("/proc/loadavg") as f:
-        print(f"load average at start: {f.read().split()[:3]}, {os.cpu_count()} CPUs", flush=True)
+        print(f"load average at start: {f.read().split()[:3]}, {os.cpu_count()} CPUs, THP_MEM_ALLOC_ENABLE="
+              f"{os.environ.get('THP_MEM_ALLOC_ENABLE', '(unset)')} on both sides", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.families:
